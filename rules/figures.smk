@@ -1,0 +1,64 @@
+rule figure:
+    input:
+        metrics="results/metrics/metrics.csv",
+        reference=REFERENCE,
+    output:
+        png=report(
+            "results/figures/{family}.png",
+            caption="../report/figure_{family}.rst",
+            category="Figures (our results)",
+        ),
+        pdf="results/figures/{family}.pdf",
+    params:
+        figures=config["figures"],
+        languages=LANGS,
+        source="ours",
+    log:
+        "logs/figures/{family}.log",
+    benchmark:
+        "benchmarks/figures/{family}.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule figure_paper:
+    input:
+        reference=REFERENCE,
+    output:
+        png=report(
+            "results/figures/paper/{family}.png",
+            caption="../report/figure_{family}.rst",
+            category="Figures (published numbers)",
+        ),
+        pdf="results/figures/paper/{family}.pdf",
+    params:
+        figures=config["figures"],
+        languages=LANGS,
+        source="paper",
+    log:
+        "logs/figures/paper_{family}.log",
+    benchmark:
+        "benchmarks/figures/paper_{family}.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_figure.py"
+
+
+rule figures_paper:
+    input:
+        expand(
+            "results/figures/paper/{family}.{ext}",
+            family=["model_battle", "scaling", "cross_lingual"],
+            ext=["png", "pdf"],
+        ),

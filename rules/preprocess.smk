@@ -1,0 +1,119 @@
+rule splits:
+    input:
+        "results/data/raw/total_data_cleaned_{lang}.json",
+    output:
+        valid="results/splits/{lang}/valid.json",
+        train="results/splits/{lang}/train.json",
+        levels=expand("results/splits/{{lang}}/level{level}.json", level=[1, 2, 3]),
+        manifest="results/splits/{lang}/manifest.json",
+        stats="results/splits/{lang}/statistics.csv",
+        rejects="results/splits/{lang}/rejects.csv",
+    params:
+        splits=config["splits"],
+        policy=config["data"]["on_bad_record"],
+        max_chars=config["data"]["max_field_chars"],
+        seed=config["seed"],
+    log:
+        "logs/splits/{lang}.log",
+    benchmark:
+        "benchmarks/splits/{lang}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    script:
+        "../scripts/make_splits.py"
+
+
+rule split_statistics:
+    input:
+        expand("results/splits/{lang}/statistics.csv", lang=LANGS),
+    output:
+        report(
+            "results/splits/statistics.csv",
+            caption="../report/split_statistics.rst",
+            category="Data",
+        ),
+    log:
+        "logs/splits/statistics.log",
+    benchmark:
+        "benchmarks/splits/statistics.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/split_statistics.py"
+
+
+rule embed:
+    input:
+        valid="results/splits/{lang}/valid.json",
+        levels=expand("results/splits/{{lang}}/level{level}.json", level=[1, 2, 3]),
+    output:
+        "results/retrieval/{lang}.npz",
+    params:
+        retrieval=config["prompts"]["retrieval"],
+    log:
+        "logs/retrieval/{lang}.log",
+    benchmark:
+        "benchmarks/retrieval/{lang}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=0,
+    script:
+        "../scripts/embed.py"
+
+
+rule test_prompts:
+    input:
+        unpack(test_prompt_inputs),
+    output:
+        "results/prompts/test/{lang}/L{level}_{mode}.jsonl",
+    params:
+        prompts=config["prompts"],
+        max_items=config["evaluation"]["max_items"],
+        seed=config["seed"],
+    log:
+        "logs/prompts/test/{lang}/L{level}_{mode}.log",
+    benchmark:
+        "benchmarks/prompts/test/{lang}/L{level}_{mode}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/test_prompts.py"
+
+
+rule train_set:
+    input:
+        unpack(train_set_inputs),
+    output:
+        "results/prompts/train/{trainset}.jsonl",
+    params:
+        spec=train_set_spec,
+        prompts=config["prompts"],
+        seed=config["seed"],
+    log:
+        "logs/prompts/train/{trainset}.log",
+    benchmark:
+        "benchmarks/prompts/train/{trainset}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    script:
+        "../scripts/train_set.py"

@@ -1,0 +1,50 @@
+"""Checks across config sections that a JSON schema cannot express, and the experiment grid."""
+
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A config value refers to something that does not exist; the message names the key."""
+
+
+def check_references(config: dict) -> None:
+    """Experiments, train sets, figures and the prompt tokenizer must name defined things."""
+    models, sets, langs = config["models"], config["train_sets"], set(config["languages"])
+    if "base" in sets:
+        raise ConfigError("train_sets.base: 'base' is reserved for the untuned model")
+    for i, exp in enumerate(config["experiments"]):
+        where = f"experiments[{i}]"
+        if exp["model"] not in models:
+            raise ConfigError(f"{where}.model: {exp['model']!r} is not in models ({', '.join(models)})")
+        if exp["train_set"] != "base" and exp["train_set"] not in sets:
+            allowed = ", ".join(["base", *sets])
+            raise ConfigError(f"{where}.train_set: {exp['train_set']!r}; allowed: {allowed}")
+        for lang in exp["languages"]:
+            if lang not in langs:
+                raise ConfigError(f"{where}.languages: {lang!r} is not in languages")
+    for name, spec in sets.items():
+        for lang in spec["mixture"]:
+            if lang not in langs:
+                raise ConfigError(f"train_sets.{name}.mixture: {lang!r} is not in languages")
+    tok = config["prompts"]["tokenizer"]
+    if tok is not None and tok not in models:
+        raise ConfigError(f"prompts.tokenizer: {tok!r} is not in models ({', '.join(models)})")
+    for name, model in models.items():
+        need = {"hub": ("repo", "revision"), "local": ("path",)}.get(model["source"], ())
+        for key in need:
+            if key not in model:
+                raise ConfigError(f"models.{name}.{key}: required for source {model['source']!r}")
+
+
+def experiment_cells(config: dict) -> list[dict]:
+    """Every (model, train_set, lang, level, mode) cell of the experiments, deduplicated."""
+    cells, seen = [], set()
+    for exp in config["experiments"]:
+        for lang in exp["languages"]:
+            for level in exp.get("levels", [1, 2, 3]):
+                for mode in exp.get("prompt_modes", ["zero_shot", "retrieval_3shot"]):
+                    key = (exp["model"], exp["train_set"], lang, level, mode)
+                    if key not in seen:
+                        seen.add(key)
+                        cells.append(dict(zip(("model", "train_set", "lang", "level", "mode"), key)))
+    return cells

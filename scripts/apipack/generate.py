@@ -1,0 +1,191 @@
+"""Generation engines: batched HF ``generate`` (default), vLLM, or an OpenAI-compatible server.
+
+Greedy by default; sampling (the paper's temperature 0.7) is seeded. Items are appended to an
+undeclared ``.partial`` file as batches finish, so an interrupted run resumes where it stopped;
+the declared output is written at the end, atomically. Generation of an item stops as soon as
+its answer is complete: after the ``**lang**:`` line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .files import dumps, read_jsonl, write_jsonl
+
+ANSWER_END = "**lang**:"
+
+
+def complete_answer(text: str) -> bool:
+    """True once the text holds a ``**lang**:`` value followed by a line break."""
+    i = text.find(ANSWER_END)
+    return i >= 0 and "\n" in text[i + len(ANSWER_END) :]
+
+
+def trim_answer(text: str) -> str:
+    """Cut anything after the line that completes the answer."""
+    i = text.find(ANSWER_END)
+    if i < 0:
+        return text.strip()
+    j = text.find("\n", i + len(ANSWER_END))
+    return (text if j < 0 else text[:j]).strip()
+
+
+class AnswerComplete:
+    """A StoppingCriteria: per sequence, stop when its answer is complete."""
+
+    def __init__(self, tok, prompt_len: int):
+        self.tok, self.prompt_len = tok, prompt_len
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        texts = self.tok.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
+        return torch.tensor([complete_answer(t) for t in texts], device=input_ids.device)
+
+
+class HFEngine:
+    def __init__(self, base: str, adapter: str | None, gen: dict):
+        import torch
+
+        from .models import load_causal_lm, load_tokenizer
+
+        self.gen = gen
+        self.tok = load_tokenizer(adapter or base, gen.get("trust_remote_code", False))
+        self.tok.padding_side = "left"
+        dtype = gen.get("dtype", "float32")
+        model = load_causal_lm(base, dtype, gen.get("trust_remote_code", False))
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = model.to(self.device).eval()
+
+    def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        torch.manual_seed(seed)
+        batch = self.tok(
+            list(prompts),
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.gen["max_prompt_tokens"],
+            add_special_tokens=False,
+        ).to(self.device)
+        n = batch["input_ids"].shape[1]
+        sample = self.gen["do_sample"]
+        with torch.no_grad():
+            out = self.model.generate(
+                **batch,
+                max_new_tokens=self.gen["max_new_tokens"],
+                do_sample=sample,
+                temperature=self.gen["temperature"] if sample else None,
+                top_p=1.0 if sample else None,
+                top_k=50 if sample else None,
+                pad_token_id=self.tok.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([AnswerComplete(self.tok, n)]),
+            )
+        return self.tok.batch_decode(out[:, n:], skip_special_tokens=True)
+
+
+class VLLMEngine:
+    def __init__(self, base: str, adapter: str | None, gen: dict):
+        from vllm import LLM
+
+        self.gen = gen
+        self.adapter = adapter
+        self.llm = LLM(model=base, enable_lora=bool(adapter), seed=0, dtype=gen.get("dtype", "auto"))
+
+    def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
+        from vllm import SamplingParams
+        from vllm.lora.request import LoRARequest
+
+        params = SamplingParams(
+            temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
+            max_tokens=self.gen["max_new_tokens"],
+            seed=seed,
+            stop=None,
+        )
+        lora = LoRARequest("adapter", 1, self.adapter) if self.adapter else None
+        outs = self.llm.generate(list(prompts), params, lora_request=lora, use_tqdm=False)
+        return [o.outputs[0].text for o in outs]
+
+
+class OpenAIEngine:
+    """Chat completions from any OpenAI-compatible server; the key comes from the environment."""
+
+    def __init__(self, gen: dict):
+        from openai import OpenAI
+
+        api = gen["openai"]
+        key = os.environ.get(api["api_key_env"], "")
+        if not key and api.get("require_key", True):
+            raise RuntimeError(f"set the environment variable {api['api_key_env']} for the API engine")
+        self.client = OpenAI(base_url=api["base_url"], api_key=key or "none", max_retries=3)
+        self.model = api["model"]
+        self.gen = gen
+
+    def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
+        out = []
+        for prompt in prompts:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=self.gen["max_new_tokens"],
+                temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
+                seed=seed,
+            )
+            out.append(resp.choices[0].message.content or "")
+        return out
+
+
+def make_engine(engine: str, base: str | None, adapter: str | None, gen: dict) -> Callable:
+    if engine == "hf":
+        return HFEngine(base, adapter, gen)
+    if engine == "vllm":
+        return VLLMEngine(base, adapter, gen)
+    if engine == "openai":
+        return OpenAIEngine(gen)
+    raise ValueError(f"generation.engine: unknown engine {engine!r}; allowed: hf, vllm, openai")
+
+
+def generate_file(
+    prompts_file: str, out: str, engine: Callable, batch_size: int, seed: int
+) -> dict:
+    """Generate for every prompt row, resuming from ``{out}.partial``; returns timing stats."""
+    rows = read_jsonl(prompts_file)
+    partial = Path(out + ".partial")
+    done = {r["unique_id"]: r for r in read_jsonl(partial)} if partial.exists() else {}
+    todo = [r for r in rows if r["unique_id"] not in done]
+    # Longest prompts first: batches of similar length waste less padding.
+    todo.sort(key=lambda r: -len(r["prompt"]))
+    start = time.time()
+    with open(partial, "a", encoding="utf-8") as fh, tqdm(
+        total=len(rows), initial=len(done), desc=Path(out).name, mininterval=5
+    ) as bar:
+        for i in range(0, len(todo), batch_size):
+            batch = todo[i : i + batch_size]
+            texts = engine([r["prompt"] for r in batch], seed)
+            for row, text in zip(batch, texts):
+                rec = {k: v for k, v in row.items() if k != "prompt"}
+                rec["output"] = trim_answer(text)
+                done[row["unique_id"]] = rec
+                fh.write(dumps(rec) + "\n")
+            fh.flush()
+            bar.update(len(batch))
+    write_jsonl(out, (done[r["unique_id"]] for r in rows))
+    partial.unlink()
+    seconds = time.time() - start
+    return {"items": len(todo), "seconds": seconds}
+
+
+def write_json(path: str, obj: dict) -> None:
+    Path(path).write_text(json.dumps(obj, indent=1) + "\n")

@@ -1,0 +1,139 @@
+"""The paper's endpoint and API-call accuracy (reference ``eval_combine.py``), and aggregation.
+
+``mode="paper"`` reproduces the reference exactly, quirks included (the Python path regex that
+never matches PATCH/HEAD/OPTIONS); ``mode="fixed"`` accepts any method there. Similarity is
+``difflib.SequenceMatcher(None, a, b).ratio() > 0.9``; the cheap upper bounds
+``real_quick_ratio`` and ``quick_ratio`` decide most pairs without changing any result.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import urllib.parse
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .languages import COMPILED_URL, GO_REQUEST_REGEX, LANGUAGES, PYTHON_PATH_REGEX
+
+THRESHOLD = 0.9
+API_CALL_RE = re.compile(r"\**api_call\**:(.*?)\n\**api_provider\**", re.DOTALL)
+PY_HOST_RE = COMPILED_URL["python"]
+PY_PATH_RE = {mode: re.compile(rx) for mode, rx in PYTHON_PATH_REGEX.items()}
+GO_REQ_RE = re.compile(GO_REQUEST_REGEX)
+
+
+def extract_api_call(text: str) -> str:
+    m = API_CALL_RE.search(text)
+    return m.group(1) if m else ""
+
+
+def ratio(a: str, b: str) -> float:
+    """The reference's similarity, ``SequenceMatcher(None, a, b).ratio()``."""
+    return difflib.SequenceMatcher(None, a, b).ratio()
+
+
+@lru_cache(maxsize=65_536)
+def similar(a: str, b: str) -> bool:
+    """``ratio(a, b) > 0.9``, deciding by the exact upper bounds first."""
+    if a == b:  # ratio is 1.0, also for two empty strings
+        return True
+    la, lb = len(a), len(b)
+    if 2.0 * min(la, lb) / (la + lb) <= THRESHOLD:
+        return False
+    sm = difflib.SequenceMatcher(None, a, b)
+    if sm.quick_ratio() <= THRESHOLD:
+        return False
+    return sm.ratio() > THRESHOLD
+
+
+def _first(regex: re.Pattern, text: str) -> str | None:
+    m = regex.search(text)
+    return m.group(1) if m else None
+
+
+def endpoint_match(lang: str, pred_call: str, gold_call: str, mode: str = "paper") -> bool:
+    """The reference's per-language endpoint comparison on two extracted api_calls."""
+    if lang == "python":
+        path_re = PY_PATH_RE[mode]
+        parts = []
+        for regex, unquote in ((PY_HOST_RE, False), (path_re, True)):
+            p, g = _first(regex, pred_call), _first(regex, gold_call)
+            if p is None or g is None:
+                return False
+            if unquote:
+                p, g = urllib.parse.unquote(p), urllib.parse.unquote(g)
+            parts.append((p.rstrip(".").rstrip("/"), g.rstrip(".").rstrip("/")))
+        return all(similar(p, g) for p, g in parts)
+    regex = COMPILED_URL[lang]
+    p, g = _first(regex, pred_call), _first(regex, gold_call)
+    if p is None or g is None:
+        return False
+    if lang == "go" and not (GO_REQ_RE.search(pred_call) and GO_REQ_RE.search(gold_call)):
+        return False
+    if lang == "curl":
+        p, g = urllib.parse.unquote(p), urllib.parse.unquote(g)
+    return similar(p, g)
+
+
+def score_pair(lang: str, output: str, ground_truth: str, mode: str = "paper") -> dict:
+    """``endpoint_match`` and ``api_call_match`` for one generated output."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; allowed: {', '.join(LANGUAGES)}")
+    pred, gold = extract_api_call(output), extract_api_call(ground_truth)
+    endpoint = endpoint_match(lang, pred, gold, mode)
+    return {"endpoint_match": endpoint, "api_call_match": endpoint and similar(pred, gold)}
+
+
+def bootstrap_ci(
+    values: Sequence[bool], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean of 0/1 values (seeded, so reproducible)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def cell_of(path: str) -> dict:
+    """Cell keys from ``results/scores/{model}/{train_set}/{lang}/L{level}_{mode}_s{seed}.jsonl``."""
+    parts = Path(path).parts
+    model, train_set, lang, name = parts[-4:]
+    level, rest = name.removesuffix(".jsonl").split("_", 1)
+    mode, seed = rest.rsplit("_s", 1)
+    return {
+        "model": model,
+        "train_set": train_set,
+        "lang": lang,
+        "level": int(level[1:]),
+        "mode": mode,
+        "seed": int(seed),
+    }
+
+
+def metrics_table(paths: Sequence[str], n_boot: int, seed: int) -> pd.DataFrame:
+    """Accuracies with bootstrap 95% intervals, structural match rates and error labels."""
+    from .files import read_jsonl
+    from .structural import LABELS
+
+    rows = []
+    for path in sorted(paths):
+        items = read_jsonl(path)
+        row = {**cell_of(path), "n": len(items)}
+        for name in ("endpoint", "api_call"):
+            values = [it[f"{name}_match"] for it in items]
+            row[f"{name}_acc"] = float(np.mean(values)) if values else float("nan")
+            row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(values, n_boot, seed)
+        for name in ("method", "host", "path", "query", "headers", "body"):
+            row[f"{name}_match"] = float(np.mean([it[f"{name}_match"] for it in items] or [np.nan]))
+        for label in LABELS:
+            row[f"error_{label}"] = sum(it["error"] == label for it in items)
+        rows.append(row)
+    return pd.DataFrame(rows)

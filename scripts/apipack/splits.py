@@ -1,0 +1,144 @@
+"""The paper's three test levels (reference-repo.md section 2), deterministic and linear-time.
+
+Level 1: the first ``level1.size`` instances of ``total[:level1.pool]`` whose API has more than
+``level1.min_api_count - 1`` instances; they stay in training and are queried with
+``instruction_test``. Level 2: the first instance of each API with more than
+``level2.min_api_count - 1`` instances in ``total[:level2.pool]``, up to ``level2.max_apis`` APIs;
+removed from training. Level 3: after that removal, instances of ``training[level3.start:]`` whose
+API is not in level 2, until ``level3.size`` instances; all instances of those APIs are removed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+
+import pandas as pd
+
+LEVELS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    l1_pool: int = 20_000
+    l1_size: int = 1_000
+    l1_min_api_count: int = 5
+    l2_pool: int = 20_000
+    l2_max_apis: int = 1_000
+    l2_min_api_count: int = 4
+    l3_start: int = 80_000
+    l3_size: int = 1_000
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> SplitParams:
+        return cls(
+            l1_pool=cfg["level1"]["pool"],
+            l1_size=cfg["level1"]["size"],
+            l1_min_api_count=cfg["level1"]["min_api_count"],
+            l2_pool=cfg["level2"]["pool"],
+            l2_max_apis=cfg["level2"]["max_apis"],
+            l2_min_api_count=cfg["level2"]["min_api_count"],
+            l3_start=cfg["level3"]["start"],
+            l3_size=cfg["level3"]["size"],
+        )
+
+
+@dataclass
+class Splits:
+    train: list[dict]
+    levels: dict[int, list[dict]]
+
+
+def order_instances(instances: list[dict], order: str, seed: int) -> list[dict]:
+    """``file``: keep the dataset file's order (the published concatenation order, as the
+    reference); ``shuffle_apis``: a seeded shuffle of whole APIs, instances kept together."""
+    if order == "file":
+        return list(instances)
+    if order != "shuffle_apis":
+        raise ValueError(f"splits.order: unknown value {order!r}; allowed: file, shuffle_apis")
+    groups: dict[str, list[dict]] = {}
+    for inst in instances:
+        groups.setdefault(inst["api_name"], []).append(inst)
+    names = sorted(groups)
+    random.Random(seed).shuffle(names)
+    return [inst for name in names for inst in groups[name]]
+
+
+def make_splits(total: list[dict], p: SplitParams) -> Splits:
+    """Apply the reference's level rules to one language's instances, in the given order."""
+    api_counts = Counter(inst["api_name"] for inst in total)
+    level1 = [
+        inst
+        for inst in total[: p.l1_pool]
+        if inst["instruction_test"] != "None" and api_counts[inst["api_name"]] >= p.l1_min_api_count
+    ][: p.l1_size]
+    level2, l2_apis = [], set()
+    for inst in total[: p.l2_pool]:
+        if len(l2_apis) >= p.l2_max_apis:
+            break
+        name = inst["api_name"]
+        if api_counts[name] >= p.l2_min_api_count and name not in l2_apis:
+            level2.append(inst)
+            l2_apis.add(name)
+    l2_ids = {inst["unique_id"] for inst in level2}
+    training = [inst for inst in total if inst["unique_id"] not in l2_ids]
+    level3, l3_apis = [], set()
+    for inst in training[p.l3_start :]:
+        if len(level3) >= p.l3_size:
+            break
+        if inst["api_name"] not in l2_apis:
+            level3.append(inst)
+            l3_apis.add(inst["api_name"])
+    training = [inst for inst in training if inst["api_name"] not in l3_apis]
+    return Splits(train=training, levels={1: level1, 2: level2, 3: level3})
+
+
+def statistics(lang: str, splits: Splits) -> list[dict]:
+    """Rows of the split statistics table: APIs and instances per split."""
+    parts = {"train": splits.train, **{f"level{k}": v for k, v in splits.levels.items()}}
+    return [
+        {
+            "lang": lang,
+            "split": name,
+            "apis": len({inst["api_name"] for inst in rows}),
+            "instances": len(rows),
+        }
+        for name, rows in parts.items()
+    ]
+
+
+def manifest(splits: Splits) -> dict[str, list[str]]:
+    """unique_ids per split, in split order."""
+    return {
+        "train": [inst["unique_id"] for inst in splits.train],
+        **{f"level{k}": [inst["unique_id"] for inst in v] for k, v in splits.levels.items()},
+    }
+
+
+# Distinct test APIs per level in the reference's published splits (reference-repo.md 2).
+REFERENCE_TEST_APIS = {
+    "curl": (55, 886, 69),
+    "python": (54, 900, 116),
+    "java": (56, 904, 115),
+    "go": (55, 889, 113),
+    "javascript": (56, 910, 81),
+    "libcurl": (56, 911, 82),
+    "node": (56, 906, 114),
+    "php": (57, 904, 114),
+    "ruby": (56, 890, 115),
+    "swift": (56, 889, 115),
+}
+
+
+def with_reference_counts(stats: pd.DataFrame) -> pd.DataFrame:
+    """Add the reference's number of test APIs beside ours, for the level rows."""
+
+    def ref(row) -> float:
+        if not row["split"].startswith("level"):
+            return float("nan")
+        return REFERENCE_TEST_APIS[row["lang"]][int(row["split"][-1]) - 1]
+
+    stats = stats.reset_index(drop=True)
+    stats["reference_apis"] = stats.apply(ref, axis=1).astype("Int64")
+    return stats

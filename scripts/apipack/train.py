@@ -1,0 +1,220 @@
+"""Fine-tuning with the transformers Trainer: LoRA (default), QLoRA or full, completion-only loss.
+
+Run as a script under ``accelerate launch`` for multi-GPU/multi-node (FSDP or DeepSpeed configs
+in ``configs/accelerate/``); the global batch comes from the config and the gradient
+accumulation is derived from the number of processes. Checkpoints go to an undeclared folder,
+so a killed job resumes from the latest one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .files import atomic_open, read_jsonl
+from .models import load_causal_lm, load_tokenizer
+
+IGNORE = -100
+
+
+def encode(record: dict, tok, cutoff_len: int) -> dict:
+    """Token ids of prompt + completion + EOS, labels -100 over the prompt (completion-only loss)."""
+    prompt = tok(record["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tok(record["completion"], add_special_tokens=False)["input_ids"]
+    if tok.bos_token_id is not None and getattr(tok, "add_bos_token", False):
+        prompt = [tok.bos_token_id, *prompt]
+    ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
+    labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+
+
+def grad_accumulation(global_batch: int, per_device: int, world_size: int) -> int:
+    """Accumulation steps so that the global batch does not depend on the GPU count."""
+    steps, rest = divmod(global_batch, per_device * world_size)
+    if rest or steps < 1:
+        raise ValueError(
+            f"finetune.global_batch={global_batch} is not a multiple of per_device_batch="
+            f"{per_device} x {world_size} processes"
+        )
+    return steps
+
+
+def build_model(base: str, ft: dict):
+    """The base model, wrapped with LoRA adapters unless ``method`` is ``full``."""
+    method = ft["method"]
+    if method == "qlora":
+        import torch
+        from peft import prepare_model_for_kbit_training
+        from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            base, quantization_config=quant, use_safetensors=True
+        )
+        model = prepare_model_for_kbit_training(model, ft["gradient_checkpointing"])
+    else:
+        model = load_causal_lm(base, "float32", ft.get("trust_remote_code", False))
+    if method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = ft["lora"]
+    config = LoraConfig(
+        r=lora["r"],
+        lora_alpha=lora["alpha"],
+        lora_dropout=lora["dropout"],
+        target_modules=lora["target_modules"],
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def training_args(ft: dict, checkpoint_dir: Path, world_size: int):
+    from transformers import TrainingArguments
+
+    precision = ft["precision"]
+    return TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        per_device_train_batch_size=ft["per_device_batch"],
+        gradient_accumulation_steps=grad_accumulation(
+            ft["global_batch"], ft["per_device_batch"], world_size
+        ),
+        learning_rate=ft["learning_rate"],
+        num_train_epochs=ft["epochs"],
+        max_steps=ft["max_steps"],
+        warmup_steps=0,
+        lr_scheduler_type=ft["lr_scheduler"],
+        optim=ft["optimizer"],
+        weight_decay=0.0,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        gradient_checkpointing=ft["gradient_checkpointing"],
+        train_sampling_strategy="group_by_length" if ft["group_by_length"] else "random",
+        logging_steps=ft["logging_steps"],
+        save_strategy="steps",
+        save_steps=ft["save_steps"],
+        save_total_limit=2,
+        seed=ft["seed"],
+        data_seed=ft["seed"],
+        report_to=ft["report_to"] or "none",
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        use_cpu=not _has_gpu(),
+        remove_unused_columns=False,
+    )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def collator(tok, packing: bool):
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if packing:  # padding-free: one row of concatenated sequences, position_ids restart
+        return DataCollatorWithFlattening()
+    return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+
+
+def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log_csv: str) -> None:
+    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one."""
+    from datasets import Dataset
+    from transformers import Trainer, set_seed
+
+    set_seed(ft["seed"])
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    tok = load_tokenizer(base, ft.get("trust_remote_code", False))
+    tok.padding_side = "right"  # training pads on the right; generation on the left
+    records = read_jsonl(train_file)
+    if not records:
+        raise ValueError(f"{train_file}: no training records")
+    data = Dataset.from_list([encode(r, tok, ft["cutoff_len"]) for r in records])
+    ckpt_dir = Path(checkpoint_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    last = latest_checkpoint(ckpt_dir)
+    model = build_model(base, ft)
+    args = training_args(ft, ckpt_dir, world_size)
+    args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data, data_collator=collator(tok, ft["packing"])
+    )
+    if last:
+        print(f"resuming from {last}", flush=True)
+    start = time.time()
+    trainer.train(resume_from_checkpoint=last)
+    if trainer.is_world_process_zero():
+        _save_final(trainer, tok, Path(out))
+        write_log(trainer.state.log_history, log_csv, time.time() - start)
+
+
+def latest_checkpoint(folder: Path) -> str | None:
+    """The newest complete checkpoint (its trainer_state.json is written last), if any."""
+    done = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+
+
+def _warmup_steps(ft: dict, n: int, args, world_size: int) -> int:
+    if ft["max_steps"] > 0:
+        total = ft["max_steps"]
+    else:
+        per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
+        total = math.ceil(n / per_step) * math.ceil(ft["epochs"])
+    return math.ceil(ft["warmup_ratio"] * total)
+
+
+def _save_final(trainer, tok, out: Path) -> None:
+    """Write the adapter (or full model) to a temporary folder, then rename it into place."""
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def write_log(history: list[dict], path: str, seconds: float) -> None:
+    """Loss curve table: step, loss, learning rate, tokens seen and tokens per second."""
+    rows = [h for h in history if "loss" in h]
+    df = pd.DataFrame(rows)
+    for col in ("step", "epoch", "loss", "learning_rate", "num_input_tokens_seen"):
+        if col not in df:
+            df[col] = pd.Series(dtype=float)
+    df = df[["step", "epoch", "loss", "learning_rate", "num_input_tokens_seen"]]
+    final = next((h for h in reversed(history) if "train_runtime" in h), {})
+    runtime = final.get("train_runtime", seconds)
+    tokens = df["num_input_tokens_seen"].max() if len(df) else 0
+    df["tokens_per_second"] = (tokens / runtime) if runtime else float("nan")
+    with atomic_open(path) as fh:
+        df.to_csv(fh, index=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Fine-tune a causal LM on API Pack prompts")
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", required=True, help="JSON of the finetune settings")
+    parser.add_argument("--checkpoints", required=True)
+    parser.add_argument("--log-csv", required=True)
+    a = parser.parse_args()
+    ft = json.loads(Path(a.config).read_text())
+    run(a.train, a.base, a.out, ft, a.checkpoints, a.log_csv)
+
+
+if __name__ == "__main__":
+    main()

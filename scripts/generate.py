@@ -1,0 +1,17 @@
+"""Rule generate: model outputs for one test cell, resumable after an interruption."""
+
+from apipack.generate import generate_file, make_engine
+from apipack.rulelog import logged
+
+with logged(snakemake):
+    gen = {**snakemake.params.generation, "trust_remote_code": snakemake.params.trust_remote_code}
+    adapter = snakemake.input.adapter or None
+    engine = make_engine(gen["engine"], snakemake.input.base, adapter, gen)
+    stats = generate_file(
+        snakemake.input.prompts,
+        snakemake.output[0],
+        engine,
+        gen["batch_size"],
+        int(snakemake.wildcards.seed),
+    )
+    print(f"generated {stats['items']} items in {stats['seconds']:.1f} s")

@@ -1,0 +1,26 @@
+"""Rule prepare_model: any model source -> a plain transformers folder."""
+
+from pathlib import Path
+
+from apipack import models
+from apipack.data import load_instances
+from apipack.rulelog import logged
+
+with logged(snakemake):
+    spec, out = snakemake.params.spec, Path(snakemake.output[0])
+    source = spec["source"]
+    if source == "smollm2_wheel":
+        models.convert_smollm2(out)
+    elif source == "hub":
+        models.download_hub(spec["repo"], spec["revision"], out)
+    elif source == "local":
+        models.copy_local(Path(spec["path"]), out)
+    else:
+        texts = [
+            text
+            for path in snakemake.input.corpus
+            for inst in load_instances(path, on_bad_record="skip").instances
+            for text in (inst["instruction"], inst["output"], inst["api_description"][:500])
+        ]
+        models.build_tiny(out, texts, snakemake.params.seed)
+    print(f"model {snakemake.wildcards.model} ({source}) ready in {out}")

@@ -1,0 +1,56 @@
+"""Shared fixtures: valid instances built with the package's own format, and real snippets."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from apipack.data import format_output  # noqa: E402
+from apipack.languages import LANGUAGES  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def make_instance(api: str, i: int, lang: str = "python", path: str | None = None) -> dict:
+    """A valid published-format instance of API ``api`` with a Python call to ``path``."""
+    path = path or f"/v1/{api.lower()}/item{i}"
+    call = (
+        'import http.client\n\nconn = http.client.HTTPSConnection("api.example.com")\n\n'
+        f'conn.request("GET", "{path}")\n'
+    )
+    label = LANGUAGES[lang].label
+    return {
+        "api_name": api,
+        "api_description": f"The {api} API.",
+        "api_call_data": {
+            "api_call": call,
+            "lang": label,
+            "functionality": f"get item {i}",
+            "api_arguments": {},
+            "description": f"Returns item {i}.",
+            "domain": ["items"],
+            "path": path,
+        },
+        "instruction": f"Please tell me how to get item {i} with the {api}",
+        "instruction_test": f"How can I fetch item {i} from the {api}?",
+        "input": "",
+        "output": format_output(["items"], call, "example.com", label),
+        "unique_id": f"{api}.json_{i}",
+    }
+
+
+@pytest.fixture
+def snippets() -> dict[str, str]:
+    """openapi-snippet output for one PATCH operation in the ten targets (tests/fixtures)."""
+    return json.loads((FIXTURES / "openapi_snippet_patch.json").read_text())
+
+
+def write_json(path: Path, obj) -> Path:
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    return path

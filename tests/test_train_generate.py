@@ -1,0 +1,186 @@
+"""Fine-tuning (LoRA, full, resume after kill -9) and generation engines on a tiny local model."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, make_instance
+
+from apipack.files import read_jsonl, write_jsonl
+from apipack.generate import OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
+from apipack.models import build_tiny, load_tokenizer
+from apipack.prompts import Truncator, zero_shot
+from apipack.train import IGNORE, encode, grad_accumulation
+
+FT = {
+    "method": "lora", "learning_rate": 0.003, "epochs": 1, "max_steps": 30, "per_device_batch": 4,
+    "global_batch": 4, "cutoff_len": 256, "warmup_ratio": 0.0, "lr_scheduler": "constant",
+    "optimizer": "adamw_torch", "precision": "fp32", "gradient_checkpointing": False, "packing": False,
+    "group_by_length": False, "logging_steps": 1, "save_steps": 1000, "report_to": [], "seed": 5,
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
+}
+GEN = {"max_new_tokens": 24, "max_prompt_tokens": 512, "do_sample": False, "temperature": 0.7}
+
+
+def records(n=16):
+    insts = [make_instance("Pets", i % 4) for i in range(n)]
+    return [{"prompt": zero_shot(x, x["instruction"], Truncator(), 64), "completion": x["output"]} for x in insts]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "model"
+    texts = [r["prompt"] + r["completion"] for r in records()]
+    build_tiny(out, texts * 5, seed=0)
+    return out
+
+
+def train(tmp: Path, base: Path, ft: dict, name="run") -> pd.DataFrame:
+    data = tmp / "train.jsonl"
+    write_jsonl(data, records())
+    cfg = tmp / f"{name}.json"
+    cfg.write_text(json.dumps(ft))
+    cmd = [sys.executable, "-m", "apipack.train", "--train", str(data), "--base", str(base),
+           "--out", str(tmp / name / "model"), "--config", str(cfg), "--checkpoints", str(tmp / name / "ckpt"),
+           "--log-csv", str(tmp / name / "log.csv")]
+    subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)
+    return pd.read_csv(tmp / name / "log.csv")
+
+
+def test_completion_only_labels(tiny):
+    tok = load_tokenizer(tiny)
+    rec = records(1)[0]
+    enc = encode(rec, tok, 4096)
+    n_prompt = len(tok(rec["prompt"], add_special_tokens=False)["input_ids"])
+    assert enc["labels"][:n_prompt] == [IGNORE] * n_prompt
+    assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
+    assert enc["input_ids"][-1] == tok.eos_token_id
+    short = encode(rec, tok, n_prompt + 3)
+    assert len(short["input_ids"]) == n_prompt + 3 and short["labels"][-3:] == short["input_ids"][-3:]
+
+
+def test_global_batch_does_not_depend_on_gpu_count():
+    assert grad_accumulation(120, 1, 8) == 15 and grad_accumulation(120, 1, 120) == 1
+    with pytest.raises(ValueError, match="global_batch=10"):
+        grad_accumulation(10, 4, 1)
+
+
+def test_lora_learns_and_writes_adapter_and_curve(tmp_path, tiny):
+    log = train(tmp_path, tiny, FT)
+    assert len(log) == 30 and log["num_input_tokens_seen"].is_monotonic_increasing
+    assert log["loss"].tail(5).mean() < 0.7 * log["loss"].head(5).mean()
+    assert (tmp_path / "run" / "model" / "adapter_model.safetensors").is_file()
+    assert (log["tokens_per_second"] > 0).all()
+
+
+def test_full_finetuning_and_packing(tmp_path, tiny):
+    log = train(tmp_path, tiny, {**FT, "method": "full", "max_steps": 6, "packing": True, "learning_rate": 1e-3})
+    assert len(log) == 6 and log["loss"].notna().all()
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_killed_training_resumes_to_the_same_final_loss(tmp_path, tmp_path_factory):
+    base = tmp_path_factory.mktemp("slow") / "model"
+    build_tiny(base, [r["prompt"] + r["completion"] for r in records()] * 5, seed=0, hidden_size=384, layers=4)
+    ft = {**FT, "max_steps": 12, "save_steps": 2}
+    whole = train(tmp_path, base, ft, "whole")
+    data, cfg = tmp_path / "train.jsonl", tmp_path / "whole.json"
+    ckpt = tmp_path / "killed" / "ckpt"
+    cmd = [sys.executable, "-m", "apipack.train", "--train", str(data), "--base", str(base),
+           "--out", str(tmp_path / "killed" / "model"), "--config", str(cfg), "--checkpoints", str(ckpt),
+           "--log-csv", str(tmp_path / "killed" / "log.csv")]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (ckpt / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before the kill"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "model").exists()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "resuming from" in out.stdout
+    resumed = pd.read_csv(tmp_path / "killed" / "log.csv")
+    assert resumed["step"].iloc[-1] == 12
+    assert resumed["loss"].iloc[-1] == pytest.approx(whole["loss"].iloc[-1], rel=1e-5)
+
+
+def test_answer_stop_and_trim():
+    assert not complete_answer("**api_call**:x\n**lang**:Py")
+    assert complete_answer("**api_call**:x\n**lang**:Python\nmore")
+    assert trim_answer(" a\n**lang**:Python\n### junk") == "a\n**lang**:Python"
+
+
+def test_batched_generation_equals_one_by_one(tiny):
+    engine = make_engine("hf", str(tiny), None, GEN)
+    prompts = [r["prompt"] for r in records(6)][:3] + ["**api_description**:x\n"]
+    batched = engine(prompts, 0)
+    single = [engine([p], 0)[0] for p in prompts]
+    assert batched == single and len(batched) == 4
+
+
+def test_generation_resumes_from_partial_file(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}", "lang": "curl"} for i in range(5)])
+    out = str(tmp_path / "g.jsonl")
+    write_jsonl(out + ".partial", [{"unique_id": "u1", "lang": "curl", "output": "old"}])
+    seen = []
+
+    def engine(batch, seed):
+        seen.extend(batch)
+        return [f"out {p}" for p in batch]
+
+    stats = generate_file(str(prompts), out, engine, 2, 0)
+    assert stats["items"] == 4 and sorted(seen) == ["P0", "P2", "P3", "P4"]
+    rows = read_jsonl(out)
+    assert [r["unique_id"] for r in rows] == [f"u{i}" for i in range(5)]
+    assert rows[1]["output"] == "old" and not Path(out + ".partial").exists()
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    auth: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeOpenAI.auth.append(self.headers.get("Authorization"))
+        prompt = body["messages"][0]["content"]
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": f"echo:{prompt}\n**lang**:cURL\n"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = {**GEN, "openai": {"base_url": f"http://127.0.0.1:{server.server_port}/v1", "model": "m",
+                                 "api_key_env": "APIPACK_TEST_KEY", "require_key": True}}
+        monkeypatch.delenv("APIPACK_TEST_KEY", raising=False)
+        with pytest.raises(RuntimeError, match="APIPACK_TEST_KEY"):
+            OpenAIEngine(gen)
+        monkeypatch.setenv("APIPACK_TEST_KEY", "sk-secret-123")
+        prompts = tmp_path / "p.jsonl"
+        write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}"} for i in range(3)])
+        generate_file(str(prompts), str(tmp_path / "g.jsonl"), make_engine("openai", None, None, gen), 2, 0)
+        rows = read_jsonl(tmp_path / "g.jsonl")
+        assert [r["output"] for r in rows] == [f"echo:P{i}\n**lang**:cURL" for i in range(3)]
+        assert FakeOpenAI.auth == ["Bearer sk-secret-123"] * 3
+        assert "sk-secret" not in (tmp_path / "g.jsonl").read_text()
+    finally:
+        server.shutdown()
