@@ -55,7 +55,7 @@ def figure_targets():
     return [
         f"results/figures/{family}.{ext}"
         for family in ("model_battle", "scaling", "cross_lingual", "parity")
-        for ext in ("png", "pdf")
+        for ext in ("png", "pdf", "csv")
     ]
 
 
@@ -88,6 +88,12 @@ def adapter_dir(wildcards):
 def tokenizer_dir():
     """Model folder whose tokenizer measures prompt truncation (none: 4 chars/token)."""
     name = config["prompts"]["tokenizer"]
+    return [f"results/models/base/{name}"] if name else []
+
+
+def embedder_dir():
+    """The embedder's folder when it is a `models` entry (prepared by prepare_model)."""
+    name = config["prompts"]["retrieval"]["model"]
     return [f"results/models/base/{name}"] if name else []
 
 
@@ -138,7 +144,7 @@ def launcher(wildcards, resources):
     if gpus <= 1:
         return "python -m apipack.train"
     acc = config["finetune"]["accelerate_config"]
-    cfg = f"--config_file {acc} " if acc else "--multi_gpu "
+    cfg = f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
     return f"accelerate launch {cfg}--num_processes {gpus} -m apipack.train"
 
 

@@ -9,6 +9,7 @@ rule figure:
             category="Figures (our results)",
         ),
         pdf="results/figures/{family}.pdf",
+        data="results/figures/{family}.csv",
     params:
         figures=config["figures"],
         languages=LANGS,
@@ -37,6 +38,7 @@ rule figure_paper:
             category="Figures (published numbers)",
         ),
         pdf="results/figures/paper/{family}.pdf",
+        data="results/figures/paper/{family}.csv",
     params:
         figures=config["figures"],
         languages=LANGS,
@@ -60,5 +62,5 @@ rule figures_paper:
         expand(
             "results/figures/paper/{family}.{ext}",
             family=["model_battle", "scaling", "cross_lingual"],
-            ext=["png", "pdf"],
+            ext=["png", "pdf", "csv"],
         ),

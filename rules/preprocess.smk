@@ -52,6 +52,7 @@ rule split_statistics:
 
 rule embed:
     input:
+        model=embedder_dir(),
         valid="results/splits/{lang}/valid.json",
         levels=expand("results/splits/{{lang}}/level{level}.json", level=[1, 2, 3]),
     output:

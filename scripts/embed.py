@@ -12,7 +12,8 @@ with logged(snakemake):
     apis = {item["api_name"] for item in items}
     keys = [inst for inst in read_json(snakemake.input.valid) if inst["api_name"] in apis]
     queries = {item["unique_id"]: item["instruction_test"] for item in items}
-    embedder = Embedder(cfg["embedder"], cfg["model_path"], cfg["batch_size"])
+    path = snakemake.input.model[0] if snakemake.input.model else cfg["model_path"]
+    embedder = Embedder(cfg["embedder"], path, cfg["batch_size"])
     print(f"embedding {len(keys)} instructions and {len(queries)} test queries")
     with atomic_open(snakemake.output[0], "wb") as fh:
         np.savez(

@@ -28,5 +28,5 @@ with logged(snakemake):
     }
     if family not in makers or (family == "parity" and not ours):
         raise ValueError(f"unknown figure family {family!r} for {what}")
-    F.draw(makers[family], snakemake.output.png, snakemake.output.pdf)
+    F.draw(makers[family], snakemake.output.png, snakemake.output.pdf, snakemake.output.data)
     print(f"drew {family} from {what}: {len(df)} rows")

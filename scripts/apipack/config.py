@@ -29,6 +29,9 @@ def check_references(config: dict) -> None:
     tok = config["prompts"]["tokenizer"]
     if tok is not None and tok not in models:
         raise ConfigError(f"prompts.tokenizer: {tok!r} is not in models ({', '.join(models)})")
+    emb = config["prompts"]["retrieval"].get("model")
+    if emb is not None and emb not in models:
+        raise ConfigError(f"prompts.retrieval.model: {emb!r} is not in models ({', '.join(models)})")
     for name, model in models.items():
         need = {"hub": ("repo", "revision"), "local": ("path",)}.get(model["source"], ())
         for key in need:

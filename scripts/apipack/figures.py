@@ -123,7 +123,7 @@ def model_battle(df: pd.DataFrame, lang: str, title: str):
     if handles:
         axes[0, 2].legend(handles, labels, loc="center", title="Test level")
     fig.suptitle(title)
-    return fig
+    return fig, pd.concat([sub, api])
 
 
 def scaling(df: pd.DataFrame, langs: list[str], title: str):
@@ -152,7 +152,7 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str):
             if not cell.empty:
                 ax.legend(fontsize=7)
     fig.suptitle(title)
-    return fig
+    return fig, sub[sub["lang"].isin(langs)]
 
 
 def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], title: str):
@@ -174,7 +174,7 @@ def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], tit
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
     fig.suptitle(title)
-    return fig
+    return fig, sub[sub["lang"].isin(set(langs3) | set(all_langs))]
 
 
 def parity(ours: pd.DataFrame, ref: pd.DataFrame, title: str):
@@ -204,14 +204,16 @@ def parity(ours: pd.DataFrame, ref: pd.DataFrame, title: str):
     return fig, both
 
 
-def save(fig, png: str | Path, pdf: str | Path) -> None:
-    for path in (png, pdf):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    plt.close(fig)
+DATA_COLUMNS = ["role", "model", "train_set", "train_size", "lang", "level", "mode", *METRICS]
 
 
-def draw(make: Callable[[], object], png: str, pdf: str) -> None:
+def draw(make: Callable[[], tuple], png: str, pdf: str, data: str) -> None:
+    """Render one family to PNG and PDF, and write the values it plots to ``data`` (CSV)."""
     with plt.rc_context(STYLE):
-        fig = make()
-        save(fig[0] if isinstance(fig, tuple) else fig, png, pdf)
+        fig, values = make()
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png)
+        fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None})
+        plt.close(fig)
+    cols = [c for c in DATA_COLUMNS if c in values] + [c for c in values if c.endswith("_ours") or c.endswith("_paper")]
+    values[cols].to_csv(data, index=False, float_format="%.4f")

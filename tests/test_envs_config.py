@@ -1,0 +1,88 @@
+"""Pinned environments agree with requirements.txt; config errors name the key."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from apipack.config import ConfigError, check_references, experiment_cells
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def requirements() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    return pins
+
+
+def test_every_env_pins_exactly_what_requirements_pins():
+    pins = requirements()
+    assert pins["torch"] == "2.13.0"
+    envs = sorted((ROOT / "envs").glob("*.yaml"))
+    assert {e.stem for e in envs} == {"data", "preprocess", "train", "evaluate", "figures"}
+    for env in envs:
+        spec = yaml.safe_load(env.read_text())
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
+        assert pip, env
+        for entry in pip:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", entry).groups()
+            assert pins.get(name.lower()) == version, f"{env.name}: {entry} vs requirements.txt"
+
+
+def test_every_rule_names_an_existing_env():
+    for smk in (ROOT / "rules").glob("*.smk"):
+        for env in re.findall(r'conda:\s*\n\s*"\.\./(envs/[\w.]+)"', smk.read_text()):
+            assert (ROOT / env).is_file(), f"{smk.name}: {env}"
+
+
+def run_snakemake(tmp_path, config: dict, *args):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    res = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(cfg), "--directory", str(tmp_path), *args],
+                         cwd=ROOT, capture_output=True, text=True)
+    return res.returncode, res.stdout + res.stderr
+
+
+BASE = {"experiments": [{"model": "smollm2", "train_set": "base", "languages": ["curl"]}]}
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"finetun": {}}, "finetun"),
+        ({"finetune": {"method": "lora2"}}, "lora2"),
+        ({"experiments": [{"model": "smollm2", "train_set": "base", "languages": ["curl"], "levels": [4]}]}, "4"),
+        ({"generation": {"batch_size": 0}}, "batch_size"),
+        ({"data": {"on_bad_record": "ignore"}}, "ignore"),
+    ],
+)
+def test_schema_errors_stop_before_any_job(tmp_path, change, expected):
+    rc, out = run_snakemake(tmp_path, {**BASE, **change})
+    assert rc != 0
+    assert expected in out and "validat" in out.lower()
+    assert not (tmp_path / "results").exists()
+
+
+def test_reference_errors_name_the_key(tmp_path):
+    rc, out = run_snakemake(tmp_path, {"experiments": [{"model": "gpt9", "train_set": "base", "languages": ["curl"]}]})
+    assert rc != 0 and "experiments[0].model: 'gpt9' is not in models" in out
+    cfg = {"models": {"m": {"source": "hub", "repo": "x/y"}}, "languages": ["curl"], "train_sets": {},
+           "prompts": {"tokenizer": None, "retrieval": {}}, "experiments": []}
+    with pytest.raises(ConfigError, match=r"models.m.revision: required"):
+        check_references(cfg)
+
+
+def test_experiment_cells_are_the_grid():
+    cfg = {"experiments": [{"model": "m", "train_set": "t", "languages": ["curl", "java"], "levels": [1, 3]},
+                           {"model": "m", "train_set": "t", "languages": ["curl"], "levels": [1]}]}
+    cells = experiment_cells(cfg)
+    assert len(cells) == 2 * 2 * 2  # duplicates of the second entry are dropped
+    assert {c["mode"] for c in cells} == {"zero_shot", "retrieval_3shot"}

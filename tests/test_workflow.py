@@ -1,0 +1,119 @@
+"""The whole workflow: lint, formatting, paper-grid plan, and a tiny end-to-end run (twice)."""
+
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+from apipack.data import load_instances
+from apipack.files import read_json
+
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity")
+
+
+def snakemake(*args, cwd=ROOT, check=True) -> str:
+    res = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    if check and res.returncode:
+        raise AssertionError(out[-5000:])
+    return out
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("run_a")
+    snakemake("--cores", "2", "--configfile", str(TINY), "--directory", str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def run_b(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("run_b")
+    snakemake("results/metrics/metrics.csv", "results/splits/statistics.csv", "--cores", "2",
+              "--configfile", str(TINY), "--directory", str(d))
+    return d
+
+
+def test_lint_and_format():
+    assert "Congratulations" in snakemake("--lint")
+    res = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "."], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_paper_grid_plans_offline(tmp_path):
+    out = snakemake("-n", "-p", "--configfile", "configs/paper.yaml", "--directory", str(tmp_path))
+    jobs = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["finetune"], ["generate"], ["download_dataset"]))
+    assert jobs == {"finetune": "15", "generate": "200", "download_dataset": "10"}
+    assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
+
+
+def test_metrics_table_covers_every_cell(run_a):
+    cfg = yaml.safe_load(TINY.read_text())
+    table = pd.read_csv(run_a / "results/metrics/metrics.csv")
+    expected = sum(len(e["languages"]) * len(e.get("levels", [1, 2, 3])) * len(e.get("prompt_modes", [0, 0]))
+                   for e in cfg["experiments"])
+    assert len(table) == expected
+    assert table["n"].between(1, cfg["evaluation"]["max_items"]).all()
+    for m in ("endpoint", "api_call"):
+        assert ((table[f"{m}_lo"] <= table[f"{m}_acc"]) & (table[f"{m}_acc"] <= table[f"{m}_hi"])).all()
+    labels = [c for c in table if c.startswith("error_")]
+    assert (table[labels].sum(axis=1) == table["n"]).all()
+
+
+def test_figures_exist_and_agree_with_the_metrics_table(run_a):
+    table = pd.read_csv(run_a / "results/metrics/metrics.csv").groupby(
+        ["train_set", "lang", "level", "mode"])[["endpoint_acc", "api_call_acc"]].mean()
+    for family in FAMILIES:
+        for ext in ("png", "pdf"):
+            assert (run_a / f"results/figures/{family}.{ext}").stat().st_size > 5000, family
+        data = pd.read_csv(run_a / f"results/figures/{family}.csv")
+        if family == "parity":
+            assert {"api_call_acc_ours", "api_call_acc_paper"} <= set(data)
+            continue
+        assert len(data), family
+        for _, row in data[data["train_set"] != "none"].iterrows():
+            ours = table.loc[(row["train_set"], row["lang"], row["level"], row["mode"])]
+            assert ours["api_call_acc"] == pytest.approx(row["api_call_acc"], abs=1e-4), family
+
+
+def test_built_data_is_in_the_published_format(run_a):
+    for lang in ("curl", "python", "java"):
+        loaded = load_instances(run_a / f"results/data/raw/total_data_cleaned_{lang}.json", lang)
+        assert len(loaded.instances) > 50
+    summary = pd.read_csv(run_a / "results/data/build_summary.csv").set_index("stage")
+    assert summary.loc["specs_selected", "all"] == 12
+    assert summary.loc["kept", "python"] == len(read_json(run_a / "results/data/raw/total_data_cleaned_python.json"))
+
+
+def test_two_runs_are_byte_identical(run_a, run_b):
+    files = ["results/metrics/metrics.csv", "results/splits/statistics.csv"]
+    files += [str(p.relative_to(run_a)) for p in (run_a / "results/splits").rglob("manifest.json")]
+    files += [str(p.relative_to(run_a)) for p in (run_a / "results/prompts").rglob("*.jsonl")]
+    assert len(files) > 10
+    for f in files:
+        assert filecmp.cmp(run_a / f, run_b / f, shallow=False), f
+
+
+def test_no_retraining_for_unrelated_changes(run_a, tmp_path):
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(TINY), "--directory", str(run_a))
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["figures"]["model_battle_language"] = "curl"
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "--configfile", str(changed), "--directory", str(run_a))
+    assert "figure" in out and "finetune" not in out and "generate" not in out
+
+
+def test_report_builds(run_a):
+    snakemake("--report", "report.html", "--configfile", str(TINY), "--directory", str(run_a))
+    html = (run_a / "report.html").read_text(errors="replace")
+    for name in ("metrics.csv", "statistics.csv", "build_summary.csv", *[f"{f}.png" for f in FAMILIES]):
+        assert name in html, name
