@@ -8,7 +8,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from apipack.config import check_references, experiment_cells  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
 
-
 validate(config, "../schemas/config.schema.yaml")
 check_references(config)
 
@@ -32,9 +31,7 @@ wildcard_constraints:
 
 def build_summary():
     """The per-stage counts table exists only when the data is built from specs."""
-    return (
-        ["results/data/build_summary.csv"] if config["data"]["source"] == "build" else []
-    )
+    return ["results/data/build_summary.csv"] if config["data"]["source"] == "build" else []
 
 
 def finetuned_models():

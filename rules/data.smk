@@ -18,8 +18,10 @@ if DATA["source"] == "build":
             resources:
                 mem_mb=2000,
                 runtime=10,
+            params:
+                script=f"{SCRIPTS}/openapi_snippets.js",
             shell:
-                "node {SCRIPTS}/openapi_snippets.js list {output} 2> {log}"
+                "node {params.script} list {output} 2> {log}"
 
     rule select_specs:
         input:
@@ -32,9 +34,6 @@ if DATA["source"] == "build":
             manifest="results/data/specs/manifest.json",
             rejects="results/data/specs/rejects.csv",
             staging=directory("results/data/specs/staging"),
-        params:
-            build=DATA["build"],
-            seed=config["seed"],
         log:
             "logs/data/select_specs.log",
         benchmark:
@@ -45,6 +44,9 @@ if DATA["source"] == "build":
         resources:
             mem_mb=2000,
             runtime=10,
+        params:
+            build=DATA["build"],
+            seed=config["seed"],
         script:
             "../scripts/select_specs.py"
 
@@ -53,8 +55,6 @@ if DATA["source"] == "build":
             "results/data/specs/manifest.json",
         output:
             "results/data/specs/snippets.jsonl",
-        params:
-            targets=",".join(LANGUAGE_TARGETS),
         log:
             "logs/data/openapi_snippets.log",
         benchmark:
@@ -65,8 +65,11 @@ if DATA["source"] == "build":
         resources:
             mem_mb=4000,
             runtime=30,
+        params:
+            script=f"{SCRIPTS}/openapi_snippets.js",
+            targets=",".join(LANGUAGE_TARGETS),
         shell:
-            "node {SCRIPTS}/openapi_snippets.js snippets {input} {params.targets} {output} 2> {log}"
+            "node {params.script} snippets {input} {params.targets} {output} 2> {log}"
 
     rule build_dataset:
         input:
@@ -80,10 +83,6 @@ if DATA["source"] == "build":
                 caption="../report/build_summary.rst",
                 category="Data",
             ),
-        params:
-            seed=config["seed"],
-            langs=LANGS,
-            max_call_chars=DATA["build"]["max_call_chars"],
         log:
             "logs/data/build_dataset.log",
         benchmark:
@@ -94,6 +93,10 @@ if DATA["source"] == "build":
         resources:
             mem_mb=4000,
             runtime=30,
+        params:
+            seed=config["seed"],
+            langs=LANGS,
+            max_call_chars=DATA["build"]["max_call_chars"],
         script:
             "../scripts/build_dataset.py"
 
@@ -102,19 +105,19 @@ elif DATA["source"] == "download":
     rule download_dataset:
         output:
             "results/data/raw/total_data_cleaned_{lang}.json",
-        params:
-            download=DATA["download"],
         log:
             "logs/data/download_{lang}.log",
         benchmark:
             "benchmarks/data/download_{lang}.tsv"
+        retries: 2
         conda:
             "../envs/data.yaml"
         threads: 1
-        retries: 2
         resources:
             mem_mb=2000,
             runtime=120,
+        params:
+            download=DATA["download"],
         script:
             "../scripts/download_dataset.py"
 
@@ -144,9 +147,6 @@ rule prepare_model:
         corpus=tiny_model_corpus,
     output:
         directory("results/models/base/{model}"),
-    params:
-        spec=model_spec,
-        seed=config["seed"],
     log:
         "logs/models/prepare_{model}.log",
     benchmark:
@@ -157,5 +157,8 @@ rule prepare_model:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        spec=model_spec,
+        seed=config["seed"],
     script:
         "../scripts/prepare_model.py"

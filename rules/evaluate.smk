@@ -5,9 +5,6 @@ rule generate:
         adapter=adapter_dir,
     output:
         "results/generations/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
-    params:
-        generation=config["generation"],
-        trust_remote_code=model_trust_remote_code,
     log:
         "logs/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
     benchmark:
@@ -19,6 +16,9 @@ rule generate:
         mem_mb=8000,
         runtime=720,
         gpu=config["generation"]["gpus"],
+    params:
+        generation=config["generation"],
+        trust_remote_code=model_trust_remote_code,
     script:
         "../scripts/generate.py"
 
@@ -29,8 +29,6 @@ rule score:
         valid="results/splits/{lang}/valid.json",
     output:
         "results/scores/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
-    params:
-        mode=config["evaluation"]["metric_mode"],
     log:
         "logs/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
     benchmark:
@@ -41,6 +39,8 @@ rule score:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        mode=config["evaluation"]["metric_mode"],
     script:
         "../scripts/score.py"
 
@@ -54,9 +54,6 @@ rule metrics:
             caption="../report/metrics.rst",
             category="Metrics",
         ),
-    params:
-        bootstrap=config["evaluation"]["bootstrap"],
-        seed=config["seed"],
     log:
         "logs/metrics.log",
     benchmark:
@@ -67,5 +64,8 @@ rule metrics:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["seed"],
     script:
         "../scripts/metrics_table.py"

@@ -10,10 +10,6 @@ rule figure:
         ),
         pdf="results/figures/{family}.pdf",
         data="results/figures/{family}.csv",
-    params:
-        figures=config["figures"],
-        languages=LANGS,
-        source="ours",
     log:
         "logs/figures/{family}.log",
     benchmark:
@@ -24,6 +20,10 @@ rule figure:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        figures=config["figures"],
+        languages=LANGS,
+        source="ours",
     script:
         "../scripts/plot_figure.py"
 
@@ -39,10 +39,6 @@ rule figure_paper:
         ),
         pdf="results/figures/paper/{family}.pdf",
         data="results/figures/paper/{family}.csv",
-    params:
-        figures=config["figures"],
-        languages=LANGS,
-        source="paper",
     log:
         "logs/figures/paper_{family}.log",
     benchmark:
@@ -53,6 +49,10 @@ rule figure_paper:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        figures=config["figures"],
+        languages=LANGS,
+        source="paper",
     script:
         "../scripts/plot_figure.py"
 

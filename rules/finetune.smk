@@ -10,12 +10,6 @@ rule finetune:
             category="Training",
             labels={"model": "{model}", "train set": "{trainset}"},
         ),
-    params:
-        settings=finetune_settings,
-        launcher=launcher,
-        scripts=SCRIPTS,
-        # Undeclared, so that a killed job keeps its checkpoints and the rerun resumes.
-        checkpoints="results/checkpoints/{model}/{trainset}",
     log:
         "logs/finetune/{model}/{trainset}.log",
     benchmark:
@@ -27,6 +21,12 @@ rule finetune:
         mem_mb=16000,
         runtime=1440,
         gpu=train_gpus(),
+    params:
+        settings=finetune_settings,
+        launcher=launcher,
+        scripts=SCRIPTS,
+        # Undeclared, so that a killed job keeps its checkpoints and the rerun resumes.
+        checkpoints="results/checkpoints/{model}/{trainset}",
     shell:
         "mkdir -p {params.checkpoints} && "
         "echo '{params.settings}' > {params.checkpoints}/settings.json && "

@@ -8,11 +8,6 @@ rule splits:
         manifest="results/splits/{lang}/manifest.json",
         stats="results/splits/{lang}/statistics.csv",
         rejects="results/splits/{lang}/rejects.csv",
-    params:
-        splits=config["splits"],
-        policy=config["data"]["on_bad_record"],
-        max_chars=config["data"]["max_field_chars"],
-        seed=config["seed"],
     log:
         "logs/splits/{lang}.log",
     benchmark:
@@ -23,6 +18,11 @@ rule splits:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        splits=config["splits"],
+        policy=config["data"]["on_bad_record"],
+        max_chars=config["data"]["max_field_chars"],
+        seed=config["seed"],
     script:
         "../scripts/make_splits.py"
 
@@ -57,8 +57,6 @@ rule embed:
         levels=expand("results/splits/{{lang}}/level{level}.json", level=[1, 2, 3]),
     output:
         "results/retrieval/{lang}.npz",
-    params:
-        retrieval=config["prompts"]["retrieval"],
     log:
         "logs/retrieval/{lang}.log",
     benchmark:
@@ -70,6 +68,8 @@ rule embed:
         mem_mb=4000,
         runtime=60,
         gpu=0,
+    params:
+        retrieval=config["prompts"]["retrieval"],
     script:
         "../scripts/embed.py"
 
@@ -79,10 +79,6 @@ rule test_prompts:
         unpack(test_prompt_inputs),
     output:
         "results/prompts/test/{lang}/L{level}_{mode}.jsonl",
-    params:
-        prompts=config["prompts"],
-        max_items=config["evaluation"]["max_items"],
-        seed=config["seed"],
     log:
         "logs/prompts/test/{lang}/L{level}_{mode}.log",
     benchmark:
@@ -93,6 +89,10 @@ rule test_prompts:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        prompts=config["prompts"],
+        max_items=config["evaluation"]["max_items"],
+        seed=config["seed"],
     script:
         "../scripts/test_prompts.py"
 
@@ -102,10 +102,6 @@ rule train_set:
         unpack(train_set_inputs),
     output:
         "results/prompts/train/{trainset}.jsonl",
-    params:
-        spec=train_set_spec,
-        prompts=config["prompts"],
-        seed=config["seed"],
     log:
         "logs/prompts/train/{trainset}.log",
     benchmark:
@@ -116,5 +112,9 @@ rule train_set:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        spec=train_set_spec,
+        prompts=config["prompts"],
+        seed=config["seed"],
     script:
         "../scripts/train_set.py"

@@ -8,7 +8,6 @@ its answer is complete: after the ``**lang**:`` line.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -58,6 +57,7 @@ class HFEngine:
         self.gen = gen
         self.tok = load_tokenizer(adapter or base, gen.get("trust_remote_code", False))
         self.tok.padding_side = "left"
+        self.tok.truncation_side = "left"  # keep the task at the end of a long prompt
         dtype = gen.get("dtype", "float32")
         model = load_causal_lm(base, dtype, gen.get("trust_remote_code", False))
         if adapter:
@@ -185,7 +185,3 @@ def generate_file(
     partial.unlink()
     seconds = time.time() - start
     return {"items": len(todo), "seconds": seconds}
-
-
-def write_json(path: str, obj: dict) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1) + "\n")

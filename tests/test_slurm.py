@@ -1,0 +1,71 @@
+"""The workflow through profiles/slurm on a real SLURM cluster (scripts/slurm/setup_cluster.sh).
+
+Skipped, with a message, where no cluster answers: `make test` passes on a laptop too.
+"""
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT
+
+
+def cluster_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    return res.returncode == 0 and any(s in res.stdout for s in ("idle", "mixed", "allocated"))
+
+
+pytestmark = [
+    pytest.mark.slurm,
+    pytest.mark.skipif(
+        not cluster_up(),
+        reason="no SLURM cluster answers sinfo; start one with scripts/slurm/setup_cluster.sh (root)",
+    ),
+]
+
+# Local values for the site-specific lines of profiles/slurm (a 2-CPU node, partition debug).
+LOCAL = [
+    "--slurm-no-account",
+    "--slurm-init-seconds-before-status-checks", "2",
+    "--jobs", "4",
+    "--latency-wait", "5",
+    "--default-resources", "slurm_partition=debug", "runtime=30", "mem_mb=1500", "gpu=0",
+    "--set-resources", "finetune:mem_mb=3000", "generate:mem_mb=3000", "prepare_model:mem_mb=2000",
+    "--set-threads", "finetune=2", "generate=2",
+]
+
+
+def snakemake_slurm(tmp_path, config: dict, *extra):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", "--configfile", str(cfg),
+           "--directory", str(tmp_path / "run"), *LOCAL, *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def test_tiny_workflow_runs_through_slurm(tmp_path):
+    config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
+    res = snakemake_slurm(tmp_path, config, "--retries", "0")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-4000:]
+    assert "slurm" in out.lower() and "Job " in out
+    metrics = pd.read_csv(tmp_path / "run/results/metrics/metrics.csv")
+    assert len(metrics) == 1 and metrics.loc[0, "n"] == 3
+    for fam in ("model_battle", "scaling", "cross_lingual", "parity"):
+        assert (tmp_path / f"run/results/figures/{fam}.png").stat().st_size > 0
+    assert (tmp_path / "run/results/models/ft/tiny/python/adapter_model.safetensors").is_file()
+
+
+def test_failing_job_is_reported_and_retried(tmp_path):
+    config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
+    config["data"]["build"]["specs"] = str(tmp_path / "no-such-folder")
+    res = snakemake_slurm(tmp_path, config, "--retries", "1", "results/data/specs/manifest.json")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "Error in rule select_specs" in out and "no-such-folder" in out
+    assert "failed" in out.lower() and "Trying to restart job" in out
