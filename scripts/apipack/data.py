@@ -86,28 +86,33 @@ def api_file_name(api_name: str) -> str:
     return api_name.replace("/", "-").replace(" ", "-") + ".json"
 
 
+def _check_fields(
+    obj: dict, fields: dict[str, type], prefix: str, max_chars: int
+) -> tuple[str, str] | None:
+    """Presence, type and length of each field of ``fields`` in ``obj``."""
+    for name, typ in fields.items():
+        key = prefix + name
+        if name not in obj:
+            return key, "missing"
+        if not isinstance(obj[name], typ):
+            return key, f"expected {typ.__name__}, got {type(obj[name]).__name__}"
+        if typ is str and len(obj[name]) > max_chars:
+            return key, f"{len(obj[name])} characters, over the limit of {max_chars}"
+    return None
+
+
 def check_instance(
     rec: Any, lang_label: str | None = None, max_chars: int = DEFAULT_MAX_FIELD_CHARS
 ) -> tuple[str, str] | None:
     """Return ``(field, reason)`` for the first problem of one record, or None if it is valid."""
     if not isinstance(rec, dict):
         return "<record>", f"expected an object, got {type(rec).__name__}"
-    for name, typ in TOP_FIELDS.items():
-        if name not in rec:
-            return name, "missing"
-        if not isinstance(rec[name], typ):
-            return name, f"expected {typ.__name__}, got {type(rec[name]).__name__}"
-        if typ is str and len(rec[name]) > max_chars:
-            return name, f"{len(rec[name])} characters, over the limit of {max_chars}"
+    problem = _check_fields(rec, TOP_FIELDS, "", max_chars)
+    if problem is None:
+        problem = _check_fields(rec["api_call_data"], CALL_FIELDS, "api_call_data.", max_chars)
+    if problem is not None:
+        return problem
     call = rec["api_call_data"]
-    for name, typ in CALL_FIELDS.items():
-        key = f"api_call_data.{name}"
-        if name not in call:
-            return key, "missing"
-        if not isinstance(call[name], typ):
-            return key, f"expected {typ.__name__}, got {type(call[name]).__name__}"
-        if typ is str and len(call[name]) > max_chars:
-            return key, f"{len(call[name])} characters, over the limit of {max_chars}"
     if call["lang"] not in BY_LABEL:
         return "api_call_data.lang", f"unknown language label {call['lang']!r}"
     if lang_label is not None and call["lang"] != lang_label:
