@@ -60,6 +60,18 @@ def model_spec(wildcards):
     return config["models"][wildcards.model]
 
 
+def instruction_model_dirs(role):
+    """Models of the LLM instruction writer: the sampler (instructions: hf) and the scorer."""
+    build = config["data"]["build"]
+    if build["instructions"] == "template":
+        return []
+    llm = build["llm"]
+    name = llm[role] or llm["model"]
+    if role == "model" and build["instructions"] == "openai":
+        return []
+    return [f"results/models/base/{name}"]
+
+
 def model_trust_remote_code(wildcards):
     return config["models"][wildcards.model].get("trust_remote_code", False)
 

@@ -75,6 +75,8 @@ if DATA["source"] == "build":
         input:
             snippets="results/data/specs/snippets.jsonl",
             rejects="results/data/specs/rejects.csv",
+            llm=instruction_model_dirs("model"),
+            scorer=instruction_model_dirs("scorer"),
         output:
             data=expand("results/data/raw/total_data_cleaned_{lang}.json", lang=LANGS),
             api_db="results/data/api_db.jsonl",
@@ -96,7 +98,7 @@ if DATA["source"] == "build":
         params:
             seed=config["seed"],
             langs=LANGS,
-            max_call_chars=DATA["build"]["max_call_chars"],
+            build=DATA["build"],
         script:
             "../scripts/build_dataset.py"
 

@@ -7,7 +7,13 @@ import pandas as pd
 import yaml
 from conftest import ROOT
 
-from apipack.builder import build_from_snippets, call_problem, load_user_specs, select_directory_specs
+from apipack.builder import (
+    build_from_snippets,
+    call_problem,
+    load_user_specs,
+    select_directory_specs,
+    template_instructions,
+)
 from apipack.data import load_instances
 from apipack.languages import BY_TARGET, LANG_KEYS, LANGUAGES
 
@@ -93,8 +99,8 @@ def test_build_all_ten_languages_from_user_specs(tmp_path):
     subprocess.run(["node", str(ROOT / "scripts" / "openapi_snippets.js"), "snippets", str(manifest),
                     targets, str(tmp_path / "snippets.jsonl")], check=True, capture_output=True)
     files = [str(tmp_path / f"total_data_cleaned_{k}.json") for k in LANG_KEYS]
-    summary = build_from_snippets(str(tmp_path / "snippets.jsonl"), pd.DataFrame(rejects), list(LANG_KEYS), 0,
-                                  20_000, files, str(tmp_path / "api_db.jsonl"), str(tmp_path / "summary.csv"))
+    summary = build_from_snippets(str(tmp_path / "snippets.jsonl"), pd.DataFrame(rejects), list(LANG_KEYS),
+                                  template_instructions(0), 20_000, files, str(tmp_path / "api_db.jsonl"), str(tmp_path / "summary.csv"))
     table = summary.set_index("stage")
     assert table.loc["operations", "all"] == 5
     assert table.loc["specs_selected", "all"] == 2

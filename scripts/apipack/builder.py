@@ -226,8 +226,24 @@ def to_instance(row: dict, unique_id: str) -> dict:
     }
 
 
-def template_instructions(seed: int) -> InstructionFn:
-    return lambda row: template_pair(row, seed)
+def template_instructions(seed: int) -> Callable[[list[dict]], InstructionFn]:
+    """The offline writer: the paper's seed patterns."""
+    return lambda rows: (lambda row: template_pair(row, seed))
+
+
+def operation_key(row: dict) -> tuple:
+    return row["spec_id"], row["method"], row["path"]
+
+
+def llm_instructions(sample, score, seed: int, batch_size: int) -> Callable[[list[dict]], InstructionFn]:
+    """The LLM writer: candidates from ``sample``, chosen by back-translation ``score``."""
+    from .llm_instructions import llm_pairs
+
+    def writer(rows: list[dict]) -> InstructionFn:
+        pairs = llm_pairs(rows, sample, score, seed, batch_size)
+        return lambda row: pairs.get(operation_key(row))
+
+    return writer
 
 
 # --- the whole build -----------------------------------------------------------------------------
@@ -249,7 +265,7 @@ def build_from_snippets(
     snippets_file: str,
     selection_rejects: pd.DataFrame,
     langs: list[str],
-    seed: int,
+    instruction_writer: Callable[[list[dict]], InstructionFn],
     max_call_chars: int,
     data_files: list[str],
     api_db_file: str,
@@ -262,7 +278,7 @@ def build_from_snippets(
     ops = [op for s in good for op in s["operations"]]
     rows = [r for s in good for r in api_db_rows(s) if BY_LABEL[r["lang"]].key in langs]
     write_jsonl(api_db_file, rows)
-    instances, counts = build_instances(rows, template_instructions(seed), max_call_chars)
+    instances, counts = build_instances(rows, instruction_writer(rows), max_call_chars)
     for lang, path in zip(langs, data_files):
         write_json(path, instances[lang])
     spec_stages = {

@@ -29,6 +29,14 @@ def check_references(config: dict) -> None:
     tok = config["prompts"]["tokenizer"]
     if tok is not None and tok not in models:
         raise ConfigError(f"prompts.tokenizer: {tok!r} is not in models ({', '.join(models)})")
+    build = config["data"]["build"]
+    if build["instructions"] != "template":
+        llm = build["llm"]
+        scorer = llm["scorer"] or llm["model"]
+        if scorer not in models:
+            raise ConfigError(f"data.build.llm.scorer: {scorer!r} is not in models (needed for {build['instructions']!r})")
+        if build["instructions"] == "hf" and llm["model"] not in models:
+            raise ConfigError(f"data.build.llm.model: {llm['model']!r} is not in models")
     emb = config["prompts"]["retrieval"].get("model")
     if emb is not None and emb not in models:
         raise ConfigError(f"prompts.retrieval.model: {emb!r} is not in models ({', '.join(models)})")

@@ -1,0 +1,94 @@
+"""LLM instruction writing: candidates, back-translation scores, choice; HF and OpenAI samplers."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from apipack.builder import build_instances, llm_instructions
+from apipack.llm_instructions import (
+    LogProbScorer,
+    back_translation,
+    choose,
+    clean_candidate,
+    hf_sampler,
+    llm_pairs,
+    openai_sampler,
+)
+from apipack.models import build_tiny
+
+ROW = {"api_name": "Pet Store", "spec_id": "pets", "method": "GET", "path": "/pets", "endpoint": "listPets",
+       "functionality": "List all pets", "description": "Returns every pet.", "lang": "cURL",
+       "api_call": "curl --request GET --url https://p.example.com/pets", "api_description": "Pets.",
+       "api_provider": "p", "domain": []}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm") / "m"
+    build_tiny(out, [back_translation(ROW, "show me all pets")[0] + "Functionality: List all pets"] * 50, seed=1)
+    return str(out)
+
+
+def test_choose_picks_best_and_a_non_overlapping_test():
+    assert choose(["a b", "a b c", "x y"], [0.9, 0.8, 0.1]) == ("a b", "x y")  # "a b c" contains "a b"
+    assert choose(["only"], [1.0]) is None
+    assert clean_candidate(' "List my pets"\nmore') == "List my pets"
+    assert clean_candidate("Query: list pets") is None
+
+
+def test_llm_pairs_choose_the_highest_back_translation_score(tiny):
+    cands = ["show me all pets in the Pet Store", "zzz qqq", "list the pets of the Pet Store API"]
+    sample = lambda prompts, seed: [cands for _ in prompts]  # noqa: E731
+    scorer = LogProbScorer(tiny)
+    pairs = llm_pairs([ROW, {**ROW, "lang": "Python"}], sample, scorer, seed=0)
+    assert list(pairs) == [("pets", "GET", "/pets")]  # one operation, shared by its languages
+    scores = scorer([back_translation(ROW, c) for c in sorted(cands)])
+    best = sorted(cands)[max(range(3), key=lambda i: scores[i])]
+    assert pairs[("pets", "GET", "/pets")][0] == best
+    single = scorer([back_translation(ROW, best)])[0]
+    assert single == pytest.approx(max(scores), abs=1e-4)  # padding does not change a score
+
+
+def test_hf_sampler_feeds_the_builder(tiny):
+    writer = llm_instructions(hf_sampler(tiny, 4, 12, 1.0), LogProbScorer(tiny), seed=3, batch_size=2)
+    rows = [{**ROW, "path": f"/pets/{i}", "api_call": ROW["api_call"] + f"/{i}"} for i in range(3)]
+    instances, counts = build_instances(rows, writer(rows))
+    made = counts["kept", "curl"] + counts["dropped_no_instruction", "curl"]
+    assert made == 3
+    for inst in instances["curl"]:
+        assert inst["instruction"] != inst["instruction_test"] and ":" not in inst["instruction"]
+
+
+class Chat(BaseHTTPRequestHandler):
+    n = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        Chat.n += 1
+        text = f"Show me the pets of the Pet Store, variant {body['seed']}"
+        data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                           "choices": [{"index": 0, "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_openai_sampler_against_local_server(tiny, monkeypatch):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Chat)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("APIPACK_TEST_KEY", "k")
+    try:
+        api = {"base_url": f"http://127.0.0.1:{srv.server_port}/v1", "model": "m", "api_key_env": "APIPACK_TEST_KEY"}
+        pairs = llm_pairs([ROW], openai_sampler(api, 3, 16, 1.0), LogProbScorer(tiny), seed=10)
+        inst, test = pairs[("pets", "GET", "/pets")]
+        assert Chat.n == 3 and inst.startswith("Show me the pets") and inst != test
+    finally:
+        srv.shutdown()
