@@ -5,7 +5,7 @@ rule figure:
     output:
         png=report(
             "results/figures/{family}.png",
-            caption="../report/figure_{family}.rst",
+            caption="../report/figure.rst",
             category="Figures (our results)",
         ),
         pdf="results/figures/{family}.pdf",
@@ -34,7 +34,7 @@ rule figure_paper:
     output:
         png=report(
             "results/figures/paper/{family}.png",
-            caption="../report/figure_{family}.rst",
+            caption="../report/figure.rst",
             category="Figures (published numbers)",
         ),
         pdf="results/figures/paper/{family}.pdf",

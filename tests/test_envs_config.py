@@ -75,8 +75,13 @@ def test_reference_errors_name_the_key(tmp_path):
     rc, out = run_snakemake(tmp_path, {"experiments": [{"model": "gpt9", "train_set": "base", "languages": ["curl"]}]})
     assert rc != 0 and "experiments[0].model: 'gpt9' is not in models" in out
     cfg = {"models": {"m": {"source": "hub", "repo": "x/y"}}, "languages": ["curl"], "train_sets": {},
-           "prompts": {"tokenizer": None, "retrieval": {}}, "experiments": []}
+           "prompts": {"tokenizer": None, "retrieval": {}}, "experiments": [],
+           "data": {"build": {"instructions": "template"}}}
     with pytest.raises(ConfigError, match=r"models.m.revision: required"):
+        check_references(cfg)
+    cfg["models"]["m"]["revision"] = "abc"
+    cfg["data"]["build"] = {"instructions": "hf", "llm": {"model": "nope", "scorer": None}}
+    with pytest.raises(ConfigError, match=r"data.build.llm.scorer: 'nope' is not in models"):
         check_references(cfg)
 
 

@@ -3,9 +3,11 @@
 Skipped, with a message, where no cluster answers: `make test` passes on a laptop too.
 """
 
+import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -45,7 +47,8 @@ def snakemake_slurm(tmp_path, config: dict, *extra):
     cfg.write_text(yaml.safe_dump(config))
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", "--configfile", str(cfg),
            "--directory", str(tmp_path / "run"), *LOCAL, *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
 
 
 def test_tiny_workflow_runs_through_slurm(tmp_path):

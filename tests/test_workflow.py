@@ -1,6 +1,7 @@
 """The whole workflow: lint, formatting, paper-grid plan, and a tiny end-to-end run (twice)."""
 
 import filecmp
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity")
 
 
+# Shell rules call `python`/`accelerate` from PATH, as under `make`: the venv comes first.
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def snakemake(*args, cwd=ROOT, check=True) -> str:
-    res = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=ENV)
     out = res.stdout + res.stderr
     if check and res.returncode:
         raise AssertionError(out[-5000:])
@@ -104,10 +109,11 @@ def test_two_runs_are_byte_identical(run_a, run_b):
 
 def test_no_retraining_for_unrelated_changes(run_a, tmp_path):
     assert "Nothing to be done" in snakemake("-n", "--configfile", str(TINY), "--directory", str(run_a))
-    cfg = yaml.safe_load(TINY.read_text())
-    cfg["figures"]["model_battle_language"] = "curl"
-    changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(cfg))
+    text = TINY.read_text()
+    assert "  model_battle_train_set: python\n" in text
+    changed = tmp_path / "changed.yaml"  # an edit by hand: key order and comments stay
+    changed.write_text(text.replace("  model_battle_train_set: python\n",
+                                    "  model_battle_train_set: python\n  model_battle_language: curl\n"))
     out = snakemake("-n", "--configfile", str(changed), "--directory", str(run_a))
     assert "figure" in out and "finetune" not in out and "generate" not in out
 
