@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -54,3 +58,36 @@ def snippets() -> dict[str, str]:
 def write_json(path: Path, obj) -> Path:
     path.write_text(json.dumps(obj), encoding="utf-8")
     return path
+
+
+@contextmanager
+def chat_server(reply: Callable[[dict], str]) -> Iterator[tuple[str, list]]:
+    """A local OpenAI-compatible /v1/chat/completions server on 127.0.0.1.
+
+    ``reply`` maps a request body to the assistant's text; yields the base URL and the list of
+    ``(request body, Authorization header)`` pairs received.
+    """
+    seen: list = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((body, self.headers.get("Authorization")))
+            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                               "choices": [{"index": 0, "finish_reason": "stop",
+                                            "message": {"role": "assistant", "content": reply(body)}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    finally:
+        server.shutdown()

@@ -1,10 +1,8 @@
 """LLM instruction writing: candidates, back-translation scores, choice; HF and OpenAI samplers."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import chat_server
 
 from apipack.builder import build_instances, llm_instructions
 from apipack.llm_instructions import (
@@ -61,34 +59,10 @@ def test_hf_sampler_feeds_the_builder(tiny):
         assert inst["instruction"] != inst["instruction_test"] and ":" not in inst["instruction"]
 
 
-class Chat(BaseHTTPRequestHandler):
-    n = 0
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        Chat.n += 1
-        text = f"Show me the pets of the Pet Store, variant {body['seed']}"
-        data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                           "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_openai_sampler_against_local_server(tiny, monkeypatch):
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Chat)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
     monkeypatch.setenv("APIPACK_TEST_KEY", "k")
-    try:
-        api = {"base_url": f"http://127.0.0.1:{srv.server_port}/v1", "model": "m", "api_key_env": "APIPACK_TEST_KEY"}
+    with chat_server(lambda body: f"Show me the pets of the Pet Store, variant {body['seed']}") as (url, seen):
+        api = {"base_url": url, "model": "m", "api_key_env": "APIPACK_TEST_KEY"}
         pairs = llm_pairs([ROW], openai_sampler(api, 3, 16, 1.0), LogProbScorer(tiny), seed=10)
         inst, test = pairs[("pets", "GET", "/pets")]
-        assert Chat.n == 3 and inst.startswith("Show me the pets") and inst != test
-    finally:
-        srv.shutdown()
+        assert len(seen) == 3 and inst.startswith("Show me the pets") and inst != test

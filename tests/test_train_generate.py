@@ -5,14 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, make_instance
+from conftest import ROOT, chat_server, make_instance
 
 from apipack.files import read_jsonl, write_jsonl
 from apipack.generate import OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
@@ -144,33 +142,9 @@ def test_generation_resumes_from_partial_file(tmp_path):
     assert rows[1]["output"] == "old" and not Path(out + ".partial").exists()
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    auth: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeOpenAI.auth.append(self.headers.get("Authorization"))
-        prompt = body["messages"][0]["content"]
-        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": f"echo:{prompt}\n**lang**:cURL\n"}}]}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        gen = {**GEN, "openai": {"base_url": f"http://127.0.0.1:{server.server_port}/v1", "model": "m",
-                                 "api_key_env": "APIPACK_TEST_KEY", "require_key": True}}
+    with chat_server(lambda body: f"echo:{body['messages'][0]['content']}\n**lang**:cURL\n") as (url, seen):
+        gen = {**GEN, "openai": {"base_url": url, "model": "m", "api_key_env": "APIPACK_TEST_KEY", "require_key": True}}
         monkeypatch.delenv("APIPACK_TEST_KEY", raising=False)
         with pytest.raises(RuntimeError, match="APIPACK_TEST_KEY"):
             OpenAIEngine(gen)
@@ -180,7 +154,5 @@ def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
         generate_file(str(prompts), str(tmp_path / "g.jsonl"), make_engine("openai", None, None, gen), 2, 0)
         rows = read_jsonl(tmp_path / "g.jsonl")
         assert [r["output"] for r in rows] == [f"echo:P{i}\n**lang**:cURL" for i in range(3)]
-        assert FakeOpenAI.auth == ["Bearer sk-secret-123"] * 3
+        assert [auth for _, auth in seen] == ["Bearer sk-secret-123"] * 3
         assert "sk-secret" not in (tmp_path / "g.jsonl").read_text()
-    finally:
-        server.shutdown()
