@@ -24,7 +24,7 @@ wildcard_constraints:
     model="[A-Za-z0-9][A-Za-z0-9.-]*",
     trainset="[A-Za-z0-9][A-Za-z0-9.-]*",
     level="[123]",
-    mode="zero_shot|random_3shot|retrieval_3shot",
+    mode="zero_shot|random_3shot|retrieval_3shot|rerank_3shot",
     seed=r"\d+",
     family="[a-z_]+",
 
@@ -100,10 +100,11 @@ def tokenizer_dir():
     return [f"results/models/base/{name}"] if name else []
 
 
-def embedder_dir():
-    """The embedder's folder when it is a `models` entry (prepared by prepare_model)."""
-    name = config["prompts"]["retrieval"]["model"]
-    return [f"results/models/base/{name}"] if name else []
+def embedder_dirs():
+    """Embedder and reranker folders that are `models` entries (prepared by prepare_model)."""
+    retrieval = config["prompts"]["retrieval"]
+    names = {"model": retrieval["model"], "reranker": retrieval["reranker"]["model"]}
+    return {key: f"results/models/base/{name}" for key, name in names.items() if name}
 
 
 def test_prompt_inputs(wildcards):
@@ -113,7 +114,7 @@ def test_prompt_inputs(wildcards):
         "tokenizer": tokenizer_dir(),
     }
     retrieval = config["prompts"]["retrieval"]["embedder"] != "bm25"
-    if wildcards.mode == "retrieval_3shot" and retrieval:
+    if wildcards.mode == "rerank_3shot" or (wildcards.mode == "retrieval_3shot" and retrieval):
         inputs["embeddings"] = f"results/retrieval/{wildcards.lang}.npz"
     return inputs
 
@@ -144,17 +145,29 @@ def finetune_settings(wildcards):
 
 
 def train_gpus():
-    return config["finetune"]["gpus"]
+    """GPUs of a training job, all nodes together."""
+    return config["finetune"]["gpus"] * config["finetune"]["nodes"]
 
 
 def launcher(wildcards, resources):
-    """accelerate launch with one process per GPU; plain python on a CPU or one GPU."""
-    gpus = resources.gpu
-    if gpus <= 1:
+    """Plain python on a CPU or one GPU; accelerate launch with one process per GPU; on several
+    nodes, srun runs accelerate launch once per node (machine rank = SLURM_NODEID)."""
+    gpus, nodes = resources.gpu, resources.nodes
+    if gpus <= 1 and nodes == 1:
         return "python -m apipack.train"
     acc = config["finetune"]["accelerate_config"]
     cfg = f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
-    return f"accelerate launch {cfg}--num_processes {gpus} -m apipack.train"
+    launch = f"accelerate launch {cfg}--num_processes {gpus} "
+    if nodes == 1:
+        return launch + "-m apipack.train"
+    head = "$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)"
+    multi = (
+        f"--num_machines {nodes} --machine_rank $SLURM_NODEID "
+        f"--main_process_ip {head} --main_process_port 29500 "
+    )
+    return (
+        f"srun --ntasks-per-node 1 bash -c '{launch}{multi}-m apipack.train \"$@\"' apipack-train"
+    )
 
 
 def score_files():

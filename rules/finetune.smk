@@ -21,6 +21,7 @@ rule finetune:
         mem_mb=16000,
         runtime=1440,
         gpu=train_gpus(),
+        nodes=config["finetune"]["nodes"],
     params:
         settings=finetune_settings,
         launcher=launcher,

@@ -52,7 +52,7 @@ rule split_statistics:
 
 rule embed:
     input:
-        model=embedder_dir(),
+        **embedder_dirs(),
         valid="results/splits/{lang}/valid.json",
         levels=expand("results/splits/{{lang}}/level{level}.json", level=[1, 2, 3]),
     output:
@@ -70,6 +70,7 @@ rule embed:
         gpu=0,
     params:
         retrieval=config["prompts"]["retrieval"],
+        k=config["prompts"]["k"],
     script:
         "../scripts/embed.py"
 

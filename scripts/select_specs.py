@@ -27,7 +27,8 @@ with logged(snakemake):
             raise FileNotFoundError(f"data.build.specs: {spec_dir} is not a folder of specs")
         chosen, rejects = load_user_specs(spec_dir, staging)
     if not chosen:
-        raise ValueError(f"data.build: no usable spec ({len(rejects)} rejected)")
+        reasons = "".join(f"\n  {r['spec']}: {r['reason']}" for r in rejects)
+        raise ValueError(f"data.build: no usable spec; {len(rejects)} rejected:{reasons}")
     write_json(snakemake.output.manifest, [{"id": s["id"], "file": s["file"]} for s in chosen])
     with atomic_open(snakemake.output.rejects) as fh:
         pd.DataFrame(rejects, columns=["spec", "reason"]).to_csv(fh, index=False)

@@ -17,8 +17,8 @@ with logged(snakemake):
         examples = lambda item: random_examples(  # noqa: E731
             item, by_api[item["api_name"]], k, seed, lambda c: c["output"] != item["output"]
         )
-    elif wc.mode == "retrieval_3shot":
-        examples = example_picker(by_api, k, snakemake.input.get("embeddings"))
+    elif wc.mode in ("retrieval_3shot", "rerank_3shot"):
+        examples = example_picker(by_api, k, snakemake.input.get("embeddings"), wc.mode)
     else:
         examples = None
     records = test_records(

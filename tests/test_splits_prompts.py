@@ -13,7 +13,15 @@ from apipack.prompts import (
     training_records,
     zero_shot,
 )
-from apipack.retrieval import candidates, top_k_bm25, top_k_embedding
+from apipack.retrieval import (
+    Reranker,
+    candidates,
+    example_picker,
+    minilm_path,
+    reranked_ids,
+    top_k_bm25,
+    top_k_embedding,
+)
 from apipack.splits import SplitParams, make_splits, manifest, order_instances, statistics
 
 SIZES = {"A": 6, "B": 2, "C": 5, "D": 4, "E": 3}
@@ -117,3 +125,41 @@ def test_bm25_ranks_the_lexical_match_last():
     pool[2]["instruction"] = "please delete a zebra record now"
     top = top_k_bm25(item["instruction_test"], pool, 3)
     assert top[-1]["unique_id"] == pool[2]["unique_id"] and len(top) == 3
+
+
+def tiny_cross_encoder(folder) -> str:
+    """A random-init BERT cross-encoder (one logit) with the MiniLM tokenizer, saved locally."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)
+
+
+def test_reranker_reorders_the_top_embedding_hits(tmp_path):
+    item = make_instance("Pets", 0)
+    pool = [make_instance("Pets", i) for i in range(7)]
+    for i, inst in enumerate(pool):
+        inst["instruction"] = f"call number {i}: " + " ".join(["fetch", "list", "update", "remove"][: 1 + i % 4])
+    cands = candidates(item, {"Pets": pool})  # Pets 1..6
+    angles = np.linspace(0.0, 1.2, len(cands))  # cosine falls with the index: Pets 6 is outside the top 5
+    arrays = {"key_ids": np.array([c["unique_id"] for c in cands]),
+              "keys": np.stack([np.cos(angles), np.sin(angles)], axis=1),
+              "query_ids": np.array([item["unique_id"]]), "queries": np.array([[1.0, 0.0]])}
+    reranker = Reranker(tiny_cross_encoder(tmp_path / "ce"))
+    chosen = reranked_ids([item], {"Pets": pool}, arrays, reranker, top=5, k=3)
+    top5 = cands[:5]
+    scores = reranker.model.predict([(item["instruction_test"], c["instruction"]) for c in top5])
+    expected = [top5[i]["unique_id"] for i in np.argsort(-scores, kind="stable")[:3]][::-1]
+    assert chosen.tolist() == [expected]
+    assert expected != [c["unique_id"] for c in top5[:3]][::-1]  # the order is the reranker's
+    np.savez(tmp_path / "emb.npz", **arrays, rerank_query_ids=arrays["query_ids"], reranked=chosen)
+    picked = example_picker({"Pets": pool}, 3, str(tmp_path / "emb.npz"), "rerank_3shot")(item)
+    assert [c["unique_id"] for c in picked] == expected
+    by_cosine = example_picker({"Pets": pool}, 3, str(tmp_path / "emb.npz"), "retrieval_3shot")(item)
+    assert [c["unique_id"] for c in by_cosine] == ["Pets.json_3", "Pets.json_2", "Pets.json_1"]

@@ -142,6 +142,55 @@ def test_generation_resumes_from_partial_file(tmp_path):
     assert rows[1]["output"] == "old" and not Path(out + ".partial").exists()
 
 
+GENERATE = """
+import json, sys
+from apipack.generate import generate_file, make_engine
+prompts, out, base, gen = sys.argv[1:5]
+generate_file(prompts, out, make_engine("hf", base, None, json.loads(gen)), 1, 0)
+"""
+
+
+def test_killed_generation_resumes_to_the_same_outputs_and_metrics(tmp_path, tiny):
+    insts = [make_instance("Pets", i) for i in range(12)]
+    prompts = tmp_path / "prompts.jsonl"
+    write_jsonl(prompts, [{"unique_id": x["unique_id"], "lang": "python", "ground_truth": x["output"],
+                           "prompt": zero_shot(x, x["instruction_test"], Truncator(), 64)} for x in insts])
+    gen = json.dumps({**GEN, "max_new_tokens": 48})
+
+    def cmd(name):
+        return [sys.executable, "-c", GENERATE, str(prompts), str(tmp_path / name), str(tiny), gen]
+
+    subprocess.run(cmd("whole.jsonl"), cwd=ROOT, check=True, capture_output=True)
+    partial = tmp_path / "killed.jsonl.partial"
+    proc = subprocess.Popen(cmd("killed.jsonl"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (partial.exists() and partial.read_text().count("\n") >= 3):
+        assert proc.poll() is None and time.time() < deadline, "generation ended before the kill"
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = partial.read_text().count("\n")
+    assert not (tmp_path / "killed.jsonl").exists() and finished < 12
+    rerun = subprocess.run(cmd("killed.jsonl"), cwd=ROOT, check=True, capture_output=True, text=True)
+    assert f"resuming after {finished} finished items" in rerun.stdout
+    assert (tmp_path / "killed.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    for name in ("whole", "killed"):
+        subprocess.run([sys.executable, "-m", "apipack.score", str(tmp_path / f"{name}.jsonl"),
+                        str(tmp_path / f"{name}.scored.jsonl")], cwd=ROOT, check=True, capture_output=True)
+    assert read_jsonl(tmp_path / "killed.scored.jsonl") == read_jsonl(tmp_path / "whole.scored.jsonl")
+
+
+def test_torn_partial_line_is_redone(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}", "lang": "curl"} for i in range(3)])
+    out = str(tmp_path / "g.jsonl")
+    Path(out + ".partial").write_text('{"unique_id": "u0", "lang": "curl", "output": "old"}\n{"unique_id": "u1", "la')
+    seen = []
+    generate_file(str(prompts), out, lambda b, s: seen.extend(b) or [f"new {p}" for p in b], 2, 0)
+    assert sorted(seen) == ["P1", "P2"]
+    assert [r["output"] for r in read_jsonl(out)] == ["old", "new P1", "new P2"]
+
+
 def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
     with chat_server(lambda body: f"echo:{body['messages'][0]['content']}\n**lang**:cURL\n") as (url, seen):
         gen = {**GEN, "openai": {"base_url": url, "model": "m", "api_key_env": "APIPACK_TEST_KEY", "require_key": True}}
@@ -156,3 +205,20 @@ def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
         assert [r["output"] for r in rows] == [f"echo:P{i}\n**lang**:cURL" for i in range(3)]
         assert [auth for _, auth in seen] == ["Bearer sk-secret-123"] * 3
         assert "sk-secret" not in (tmp_path / "g.jsonl").read_text()
+
+
+def test_only_safetensors_weights_are_loaded(tmp_path, tiny):
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from apipack.models import load_causal_lm
+
+    pickled = tmp_path / "pickled"  # the same weights as a pickle, which can run code on load
+    pickled.mkdir()
+    shutil.copy(tiny / "config.json", pickled)
+    torch.save(AutoModelForCausalLM.from_pretrained(tiny).state_dict(), pickled / "pytorch_model.bin")
+    with pytest.raises(OSError, match="safetensors"):
+        load_causal_lm(pickled)
+    assert load_causal_lm(tiny).num_parameters() > 0

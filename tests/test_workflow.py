@@ -20,7 +20,10 @@ FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity")
 
 
 # Shell rules call `python`/`accelerate` from PATH, as under `make`: the venv comes first.
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+# Every run sees canary secrets, which must never reach a log, a result or the report.
+SECRETS = {"HF_TOKEN": "hf_canaryQ7xV2mZ9", "OPENAI_API_KEY": "sk-canary-4Rt8LpW1"}
+ENV = {**os.environ, **SECRETS,
+       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def snakemake(*args, cwd=ROOT, check=True) -> str:
@@ -56,8 +59,14 @@ def test_lint_and_format():
 def test_paper_grid_plans_offline(tmp_path):
     out = snakemake("-n", "-p", "--configfile", "configs/paper.yaml", "--directory", str(tmp_path))
     jobs = dict(line.split()[:2] for line in out.splitlines() if line.split()[:1] in (["finetune"], ["generate"], ["download_dataset"]))
-    assert jobs == {"finetune": "15", "generate": "200", "download_dataset": "10"}
+    assert jobs == {"finetune": "15", "generate": "203", "download_dataset": "10"}
     assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
+    multi = tmp_path / "multi_node.yaml"
+    multi.write_text("finetune: {nodes: 2}\n")
+    out = snakemake("-n", "-p", "--configfile", "configs/paper.yaml", str(multi), "--directory", str(tmp_path))
+    assert "gpu=16" in out and "nodes=2" in out
+    assert ("srun --ntasks-per-node 1 bash -c 'accelerate launch --config_file" in out
+            and "--num_processes 16 --num_machines 2 --machine_rank $SLURM_NODEID" in out)
 
 
 def test_metrics_table_covers_every_cell(run_a):
@@ -123,3 +132,14 @@ def test_report_builds(run_a):
     html = (run_a / "report.html").read_text(errors="replace")
     for name in ("metrics.csv", "statistics.csv", "build_summary.csv", *[f"{f}.png" for f in FAMILIES]):
         assert name in html, name
+
+
+def test_secrets_never_reach_logs_results_or_report(run_a):
+    snakemake("--report", "report.html", "--configfile", str(TINY), "--directory", str(run_a))
+    files = [p for p in run_a.rglob("*") if p.is_file()]
+    scanned = {p.relative_to(run_a).parts[0] for p in files}
+    assert {"results", "logs", "report.html", ".snakemake"} <= scanned
+    for path in files:
+        data = path.read_bytes()
+        for name, value in SECRETS.items():
+            assert value.encode() not in data, f"{name} leaked into {path}"

@@ -37,9 +37,16 @@ def check_references(config: dict) -> None:
             raise ConfigError(f"data.build.llm.scorer: {scorer!r} is not in models (needed for {build['instructions']!r})")
         if build["instructions"] == "hf" and llm["model"] not in models:
             raise ConfigError(f"data.build.llm.model: {llm['model']!r} is not in models")
-    emb = config["prompts"]["retrieval"].get("model")
-    if emb is not None and emb not in models:
-        raise ConfigError(f"prompts.retrieval.model: {emb!r} is not in models ({', '.join(models)})")
+    retrieval = config["prompts"]["retrieval"]
+    rerank = retrieval.get("reranker", {})
+    for key, name in (("model", retrieval.get("model")), ("reranker.model", rerank.get("model"))):
+        if name is not None and name not in models:
+            raise ConfigError(f"prompts.retrieval.{key}: {name!r} is not in models ({', '.join(models)})")
+    if any("rerank_3shot" in exp.get("prompt_modes", ()) for exp in config["experiments"]):
+        if not (rerank.get("model") or rerank.get("model_path")):
+            raise ConfigError("prompts.retrieval.reranker: rerank_3shot needs a model or model_path")
+        if retrieval["embedder"] == "bm25":
+            raise ConfigError("prompts.retrieval.embedder: rerank_3shot reranks embedding hits; not bm25")
     for name, model in models.items():
         need = {"hub": ("repo", "revision"), "local": ("path",)}.get(model["source"], ())
         for key in need:

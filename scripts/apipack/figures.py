@@ -19,7 +19,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-MODES = {"zero_shot": "0-shot", "retrieval_3shot": "3-shot retrieval", "random_3shot": "3-shot random"}
+MODES = {
+    "zero_shot": "0-shot",
+    "retrieval_3shot": "3-shot retrieval",
+    "random_3shot": "3-shot random",
+    "rerank_3shot": "3-shot reranked",
+}
 METRICS = {"endpoint_acc": "Endpoint accuracy", "api_call_acc": "API-call accuracy"}
 LEVEL_MARKERS = {1: "o", 2: "s", 3: "^"}
 STYLE = {

@@ -8,6 +8,7 @@ its answer is complete: after the ``**lang**:`` line.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -157,13 +158,28 @@ def make_engine(engine: str, base: str | None, adapter: str | None, gen: dict) -
     raise ValueError(f"generation.engine: unknown engine {engine!r}; allowed: hf, vllm, openai")
 
 
+def read_partial(path: Path) -> list[dict]:
+    """Items finished before an interruption; a line torn by a kill is cut off and redone."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    complete = text[: text.rfind("\n") + 1]
+    if complete != text:
+        print(f"{path}: dropping a torn last line; its item is generated again")
+        path.write_text(complete, encoding="utf-8")
+    rows = [json.loads(line) for line in complete.splitlines() if line.strip()]
+    if rows:
+        print(f"{path}: resuming after {len(rows)} finished items")
+    return rows
+
+
 def generate_file(
     prompts_file: str, out: str, engine: Callable, batch_size: int, seed: int
 ) -> dict:
     """Generate for every prompt row, resuming from ``{out}.partial``; returns timing stats."""
     rows = read_jsonl(prompts_file)
     partial = Path(out + ".partial")
-    done = {r["unique_id"]: r for r in read_jsonl(partial)} if partial.exists() else {}
+    done = {r["unique_id"]: r for r in read_partial(partial)}
     todo = [r for r in rows if r["unique_id"] not in done]
     # Longest prompts first: batches of similar length waste less padding.
     todo.sort(key=lambda r: -len(r["prompt"]))

