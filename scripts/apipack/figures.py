@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .languages import LANGUAGES  # noqa: E402
+
 MODES = {
     "zero_shot": "0-shot",
     "retrieval_3shot": "3-shot retrieval",
@@ -91,7 +93,9 @@ def _bars(ax, df: pd.DataFrame, group: str, series: str, metric: str, order=None
         sub = df[df[series].astype(str) == name].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
         ax.bar(x, sub[metric], width, label=str(name), alpha=0.85, yerr=_err(sub, metric), capsize=2)
-    ax.set_xticks(np.arange(len(groups)), [str(g) for g in groups])
+    labels = [str(g) for g in groups]
+    crowded = sum(map(len, labels)) > 40  # long model names would overlap
+    ax.set_xticks(np.arange(len(groups)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylim(0, 1)
 
 
@@ -152,7 +156,7 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str):
             if len(sizes) and sizes.max() / max(sizes.min(), 1) >= 10:
                 ax.set_xscale("log")
             ax.set_ylim(0, 1)
-            ax.set_title(f"{lang}: {METRICS[metric]}, {MODES[mode]}", fontsize=9)
+            ax.set_title(f"{LANGUAGES[lang].label}: {METRICS[metric]}, {MODES[mode]}", fontsize=9)
             ax.set_xlabel("training instances")
             if not cell.empty:
                 ax.legend(fontsize=7)
