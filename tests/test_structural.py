@@ -35,6 +35,20 @@ def test_nothing_parsed_means_no_field_matches(snippets):
     assert res["error"] == "no_call" and not any(v for k, v in res.items() if k.endswith("_match"))
 
 
+def test_call_cut_off_by_the_token_limit_is_truncated_but_still_parsed(snippets):
+    from apipack.data import format_output
+    from apipack.score import score_rows
+
+    gold_call = snippets["shell_curl"]
+    gold = format_output([], gold_call, "example.com", "cURL")
+    cut = gold[: gold.index("**api_provider**") - 40]  # the model ran out of tokens mid-call
+    row = score_rows([{"lang": "curl", "output": cut, "ground_truth": gold}])[0]
+    assert not row["endpoint_match"] and not row["api_call_match"]  # the paper's metric: no call
+    assert row["error"] == "truncated" and row["host_match"] and row["path_match"] and row["method_match"]
+    assert score_rows([{"lang": "curl", "output": "no call here", "ground_truth": gold}])[0]["error"] == "no_call"
+    assert score_rows([{"lang": "curl", "output": gold, "ground_truth": gold}])[0]["error"] == "ok"
+
+
 def test_normalise_path():
     assert normalise_path("/v1/items/%7Bid%7D/") == "/v1/items/{}"
     assert normalise_path("/a/{x}/b/{y}") == "/a/{}/b/{}"

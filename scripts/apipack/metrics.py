@@ -24,6 +24,7 @@ from .languages import COMPILED_URL, GO_REQUEST_REGEX, LANGUAGES, PYTHON_PATH_RE
 
 THRESHOLD = 0.9
 API_CALL_RE = re.compile(r"\**api_call\**:(.*?)\n\**api_provider\**", re.DOTALL)
+API_CALL_START_RE = re.compile(r"\**api_call\**:(.*)", re.DOTALL)
 PY_HOST_RE = COMPILED_URL["python"]
 PY_PATH_RE = {mode: re.compile(rx) for mode, rx in PYTHON_PATH_REGEX.items()}
 GO_REQ_RE = re.compile(GO_REQUEST_REGEX)
@@ -32,6 +33,16 @@ GO_REQ_RE = re.compile(GO_REQUEST_REGEX)
 def extract_api_call(text: str) -> str:
     m = API_CALL_RE.search(text)
     return m.group(1) if m else ""
+
+
+def extract_partial_call(text: str) -> tuple[str, bool]:
+    """The api_call and whether it is complete; a call cut off before ``**api_provider**`` (by
+    the token limit) is returned up to the end of the text, with ``False``."""
+    m = API_CALL_RE.search(text)
+    if m:
+        return m.group(1), True
+    m = API_CALL_START_RE.search(text)
+    return (m.group(1), False) if m else ("", True)
 
 
 @lru_cache(maxsize=65_536)

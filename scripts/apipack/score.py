@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from .files import read_jsonl, write_jsonl
 from .languages import LANGUAGES
-from .metrics import extract_api_call, score_pair
+from .metrics import extract_api_call, extract_partial_call, score_pair
 from .structural import compare, normalise_path
 
 REQUIRED = ("lang", "output", "ground_truth")
@@ -50,9 +50,8 @@ def score_rows(
         check_row(row, f"{source}: line {i}")
         lang = row["lang"]
         paths = (spec_paths or {}).get(row.get("api_name", ""))
-        structural = compare(
-            extract_api_call(row["output"]), extract_api_call(row["ground_truth"]), lang, paths
-        )
+        pred_call, complete = extract_partial_call(row["output"])
+        structural = compare(pred_call, extract_api_call(row["ground_truth"]), lang, paths, complete)
         out.append({**row, **score_pair(lang, row["output"], row["ground_truth"], mode), **structural})
     return out
 

@@ -3,8 +3,9 @@ ten languages and compare it field by field with the gold request.
 
 Fields: method, scheme, host, path (path parameters normalised to ``{}``), query keys, header
 names (lower-cased) and body keys. One error label per item, the first that applies of:
-no_call, wrong_language, wrong_host, hallucinated_endpoint, wrong_path, wrong_method,
-missing_params, ok.
+no_call, truncated (the call was cut off before ``**api_provider**``, so the paper's metric sees
+no call; its fields are still parsed as far as it goes), wrong_language, wrong_host,
+hallucinated_endpoint, wrong_path, wrong_method, missing_params, ok.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ PATH_PARAM = re.compile(r"\{[^}/]*\}")
 FIELDS = ("method_match", "host_match", "path_match", "query_match", "headers_match", "body_match")
 LABELS = (
     "no_call",
+    "truncated",
     "wrong_language",
     "wrong_host",
     "hallucinated_endpoint",
@@ -142,15 +144,22 @@ def parse_request(call: str, lang: str | None = None) -> Request:
     return Request(lang, method, scheme, host, path, query, headers, body - headers)
 
 
-def compare(pred_call: str, gold_call: str, lang: str, spec_paths: set[str] | None = None) -> dict:
-    """Per-field matches and one error label for a predicted snippet against the gold one."""
+def compare(
+    pred_call: str,
+    gold_call: str,
+    lang: str,
+    spec_paths: set[str] | None = None,
+    complete: bool = True,
+) -> dict:
+    """Per-field matches and one error label for a predicted snippet against the gold one;
+    ``complete=False`` marks a call cut off by the token limit (label ``truncated``)."""
     gold = parse_request(gold_call, lang)
     detected = detect_language(pred_call) if pred_call.strip() else None
     pred = parse_request(pred_call, lang) if detected == lang else Request(lang=detected)
     if pred.path is None:  # nothing parsed: no field can match
         fields = dict.fromkeys(FIELDS, False)
         label = "no_call" if detected in (None, lang) else "wrong_language"
-        return {**fields, "error": label}
+        return {**fields, "error": label if complete or not pred_call.strip() else "truncated"}
     fields = {
         "method_match": pred.method is not None and pred.method == gold.method,
         "host_match": pred.host is not None and pred.host == gold.host,
@@ -159,7 +168,9 @@ def compare(pred_call: str, gold_call: str, lang: str, spec_paths: set[str] | No
         "headers_match": pred.headers == gold.headers,
         "body_match": pred.body == gold.body,
     }
-    if not fields["host_match"]:
+    if not complete:
+        label = "truncated"
+    elif not fields["host_match"]:
         label = "wrong_host"
     elif spec_paths is not None and not any(pred.path.endswith(p) for p in spec_paths):
         label = "hallucinated_endpoint"
