@@ -45,6 +45,10 @@ def test_call_cut_off_by_the_token_limit_is_truncated_but_still_parsed(snippets)
     row = score_rows([{"lang": "curl", "output": cut, "ground_truth": gold}])[0]
     assert not row["endpoint_match"] and not row["api_call_match"]  # the paper's metric: no call
     assert row["error"] == "truncated" and row["host_match"] and row["path_match"] and row["method_match"]
+    py_gold = format_output([], snippets["python_python3"], "example.com", "Python")
+    py_cut = py_gold[: py_gold.index("conn.request")]  # host and headers written, path not yet
+    row = score_rows([{"lang": "python", "output": py_cut, "ground_truth": py_gold}])[0]
+    assert row["error"] == "truncated" and row["host_match"] and not row["path_match"]
     assert score_rows([{"lang": "curl", "output": "no call here", "ground_truth": gold}])[0]["error"] == "no_call"
     assert score_rows([{"lang": "curl", "output": gold, "ground_truth": gold}])[0]["error"] == "ok"
 

@@ -112,8 +112,10 @@ def _url(lang: str, call: str) -> tuple[str | None, str | None, str | None, set[
     if lang == "python":
         host = re.search(r"HTTP(S?)Connection\(\"([^\"]+)\"\)", call)
         path = re.search(r"\.request\(\s*\"[A-Z]+\",\s*\"([^\"]+)\"", call)
-        if not host or not path:
+        if not host:
             return None, None, None, set()
+        if not path:  # a call cut off before conn.request: the host is known, the path is not
+            return ("https" if host.group(1) else "http"), host.group(2), None, set()
         url = ("https://" if host.group(1) else "http://") + host.group(2) + path.group(1)
     else:
         m = re.search(LANGUAGES[lang].url_regex, call)
@@ -156,10 +158,10 @@ def compare(
     gold = parse_request(gold_call, lang)
     detected = detect_language(pred_call) if pred_call.strip() else None
     pred = parse_request(pred_call, lang) if detected == lang else Request(lang=detected)
-    if pred.path is None:  # nothing parsed: no field can match
-        fields = dict.fromkeys(FIELDS, False)
+    cut = not complete and detected == lang  # cut off, in the right language: compare what came
+    if pred.path is None and not cut:  # nothing parsed: no field can match
         label = "no_call" if detected in (None, lang) else "wrong_language"
-        return {**fields, "error": label if complete or not pred_call.strip() else "truncated"}
+        return {**dict.fromkeys(FIELDS, False), "error": label}
     fields = {
         "method_match": pred.method is not None and pred.method == gold.method,
         "host_match": pred.host is not None and pred.host == gold.host,
@@ -168,7 +170,7 @@ def compare(
         "headers_match": pred.headers == gold.headers,
         "body_match": pred.body == gold.body,
     }
-    if not complete:
+    if cut:
         label = "truncated"
     elif not fields["host_match"]:
         label = "wrong_host"
