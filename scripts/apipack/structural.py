@@ -114,9 +114,11 @@ def _url(lang: str, call: str) -> tuple[str | None, str | None, str | None, set[
         path = re.search(r"\.request\(\s*\"[A-Z]+\",\s*\"([^\"]+)\"", call)
         if not host:
             return None, None, None, set()
+        url = ("https://" if host.group(1) else "http://") + host.group(2)
         if not path:  # a call cut off before conn.request: the host is known, the path is not
-            return ("https" if host.group(1) else "http"), host.group(2), None, set()
-        url = ("https://" if host.group(1) else "http://") + host.group(2) + path.group(1)
+            parts = urllib.parse.urlsplit(url)
+            return parts.scheme, parts.hostname, None, set()
+        url += path.group(1)
     else:
         m = re.search(LANGUAGES[lang].url_regex, call)
         if not m:
