@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from conftest import ROOT, chat_server, make_instance
 
-from apipack.files import read_jsonl, write_jsonl
+from apipack.files import fingerprint, read_jsonl, write_jsonl
 from apipack.generate import OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
 from apipack.models import build_tiny, load_tokenizer
 from apipack.prompts import Truncator, zero_shot
-from apipack.train import IGNORE, encode, grad_accumulation
+from apipack.train import IGNORE, claim_checkpoints, encode, grad_accumulation
 
 FT = {
     "method": "lora", "learning_rate": 0.003, "epochs": 1, "max_steps": 30, "per_device_batch": 4,
@@ -108,6 +108,36 @@ def test_killed_training_resumes_to_the_same_final_loss(tmp_path, tmp_path_facto
     resumed = pd.read_csv(tmp_path / "killed" / "log.csv")
     assert resumed["step"].iloc[-1] == 12
     assert resumed["loss"].iloc[-1] == pytest.approx(whole["loss"].iloc[-1], rel=1e-5)
+    assert (resumed["tokens_per_second"] < 1.5 * whole["tokens_per_second"]).all()  # own tokens only
+
+
+def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, tiny):
+    first = {**FT, "max_steps": 6, "save_steps": 2}
+    train(tmp_path, tiny, first, "run")
+    assert (tmp_path / "run" / "ckpt" / "checkpoint-6").is_dir()
+    changed = {**first, "learning_rate": 0.01}
+    rerun = train(tmp_path, tiny, changed, "run")
+    fresh = train(tmp_path, tiny, changed, "fresh")
+    assert rerun["loss"].tolist() == pytest.approx(fresh["loss"].tolist(), rel=1e-5)
+    assert (rerun["tokens_per_second"] > 0).all()
+
+
+def test_checkpoint_fingerprint_covers_data_settings_and_base(tmp_path, tiny):
+    data = tmp_path / "train.jsonl"
+    write_jsonl(data, records(4))
+    key = fingerprint(FT, [data, tiny])
+    assert fingerprint(FT, [data, tiny]) == key
+    assert fingerprint({**FT, "seed": 6}, [data, tiny]) != key
+    assert fingerprint(FT, [data]) != key
+    write_jsonl(data, records(5))
+    assert fingerprint(FT, [data, tiny]) != key
+    folder = tmp_path / "ckpt"
+    (folder / "checkpoint-2").mkdir(parents=True)
+    claim_checkpoints(folder, key)  # checkpoints without a fingerprint are not trusted
+    assert not (folder / "checkpoint-2").exists()
+    (folder / "checkpoint-4").mkdir()
+    claim_checkpoints(folder, key)
+    assert (folder / "checkpoint-4").is_dir()
 
 
 def test_answer_stop_and_trim():
@@ -178,6 +208,21 @@ def test_killed_generation_resumes_to_the_same_outputs_and_metrics(tmp_path, tin
         subprocess.run([sys.executable, "-m", "apipack.score", str(tmp_path / f"{name}.jsonl"),
                         str(tmp_path / f"{name}.scored.jsonl")], cwd=ROOT, check=True, capture_output=True)
     assert read_jsonl(tmp_path / "killed.scored.jsonl") == read_jsonl(tmp_path / "whole.scored.jsonl")
+
+
+def test_partial_items_of_another_run_are_not_reused(tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}", "lang": "curl"} for i in range(3)])
+    out = str(tmp_path / "g.jsonl")
+    old = [{"unique_id": "u0", "lang": "curl", "output": "old"}]
+    engine = lambda b, s: [f"new {p}" for p in b]  # noqa: E731
+    for stamp, expected in ((None, "new P0"), ("run-a", "new P0"), ("run-b", "old")):
+        write_jsonl(out + ".partial", old)
+        if stamp:
+            Path(out + ".partial.key").write_text(stamp)
+        generate_file(str(prompts), out, engine, 2, 0, key="run-b")
+        assert read_jsonl(out)[0]["output"] == expected, stamp
+        assert not Path(out + ".partial.key").exists()
 
 
 def test_torn_partial_line_is_redone(tmp_path):

@@ -1,7 +1,8 @@
-"""Atomic, deterministic file writing and JSON(L) reading."""
+"""Atomic, deterministic file writing, JSON(L) reading and run fingerprints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -68,3 +69,26 @@ def read_jsonl(path: str | Path) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}: line {i}: invalid JSON ({err.msg})") from err
     return rows
+
+
+HASH_LIMIT = 256 << 20  # larger files (model weights) count by size and mtime, not content
+
+
+def fingerprint(settings: dict, paths: Iterable[str | Path]) -> str:
+    """sha256 of the settings and of the files (or every file under the folders) a run reads.
+
+    Resumable steps store it beside their partial state and resume only when it still matches.
+    """
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for root in map(Path, paths):
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            st = f.stat()
+            h.update(f"\n{f.relative_to(root) if root.is_dir() else f.name}:{st.st_size}:".encode())
+            if st.st_size > HASH_LIMIT:
+                h.update(str(st.st_mtime_ns).encode())
+                continue
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()

@@ -158,8 +158,18 @@ def make_engine(engine: str, base: str | None, adapter: str | None, gen: dict) -
     raise ValueError(f"generation.engine: unknown engine {engine!r}; allowed: hf, vllm, openai")
 
 
-def read_partial(path: Path) -> list[dict]:
-    """Items finished before an interruption; a line torn by a kill is cut off and redone."""
+def read_partial(path: Path, key: str | None = None) -> list[dict]:
+    """Items finished before an interruption; a line torn by a kill is cut off and redone.
+
+    With a ``key`` (the run's fingerprint), items of a run with other prompts, settings or
+    model (another key in ``{path}.key``, or none) are discarded, not reused.
+    """
+    stamp = path.with_name(path.name + ".key")
+    if key is not None and path.exists() and not (stamp.is_file() and stamp.read_text() == key):
+        print(f"{path}: discarding the items of a run with other prompts, settings or model")
+        path.unlink()
+    if key is not None:
+        stamp.write_text(key)
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
@@ -174,12 +184,18 @@ def read_partial(path: Path) -> list[dict]:
 
 
 def generate_file(
-    prompts_file: str, out: str, engine: Callable, batch_size: int, seed: int
+    prompts_file: str,
+    out: str,
+    engine: Callable,
+    batch_size: int,
+    seed: int,
+    key: str | None = None,
 ) -> dict:
-    """Generate for every prompt row, resuming from ``{out}.partial``; returns timing stats."""
+    """Generate for every prompt row, resuming from ``{out}.partial`` (if its ``key``, the
+    run's fingerprint, matches); returns timing stats."""
     rows = read_jsonl(prompts_file)
     partial = Path(out + ".partial")
-    done = {r["unique_id"]: r for r in read_partial(partial)}
+    done = {r["unique_id"]: r for r in read_partial(partial, key)}
     todo = [r for r in rows if r["unique_id"] not in done]
     # Longest prompts first: batches of similar length waste less padding.
     todo.sort(key=lambda r: -len(r["prompt"]))
@@ -199,5 +215,6 @@ def generate_file(
             bar.update(len(batch))
     write_jsonl(out, (done[r["unique_id"]] for r in rows))
     partial.unlink()
+    partial.with_name(partial.name + ".key").unlink(missing_ok=True)
     seconds = time.time() - start
     return {"items": len(todo), "seconds": seconds}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_open, read_jsonl
+from .files import atomic_open, fingerprint, read_jsonl
 from .models import load_causal_lm, load_tokenizer
 
 IGNORE = -100
@@ -129,6 +129,7 @@ def collator(tok, packing: bool):
 
 def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log_csv: str) -> None:
     """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one."""
+    from accelerate import PartialState
     from datasets import Dataset
     from transformers import Trainer, set_seed
 
@@ -141,8 +142,10 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
         raise ValueError(f"{train_file}: no training records")
     data = Dataset.from_list([encode(r, tok, ft["cutoff_len"]) for r in records])
     ckpt_dir = Path(checkpoint_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    with PartialState().main_process_first():
+        claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
     last = latest_checkpoint(ckpt_dir)
+    tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
     model = build_model(base, ft)
     args = training_args(ft, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
@@ -155,7 +158,30 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
     trainer.train(resume_from_checkpoint=last)
     if trainer.is_world_process_zero():
         _save_final(trainer, tok, Path(out))
-        write_log(trainer.state.log_history, log_csv, time.time() - start)
+        write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
+
+
+def claim_checkpoints(folder: Path, key: str) -> None:
+    """Keep checkpoints only if they belong to this run; those of another run (other data,
+    settings or base model) are deleted, so that a changed job never resumes stale weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / "fingerprint.txt"
+    if stamp.is_file() and stamp.read_text().strip() == key:
+        return
+    stale = sorted(p for p in folder.glob("checkpoint-*") if p.is_dir())
+    if stale:
+        print(f"discarding {len(stale)} checkpoint(s) in {folder}: another run's", flush=True)
+    for p in stale:
+        shutil.rmtree(p)
+    stamp.write_text(key + "\n")
+
+
+def _tokens_seen(checkpoint: str | None) -> int:
+    """Input tokens already trained in the checkpoint a run resumes from (0 for a fresh run)."""
+    if not checkpoint:
+        return 0
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return int(state.get("num_input_tokens_seen", 0))
 
 
 def latest_checkpoint(folder: Path) -> str | None:
@@ -187,8 +213,9 @@ def _save_final(trainer, tok, out: Path) -> None:
     tmp.rename(out)
 
 
-def write_log(history: list[dict], path: str, seconds: float) -> None:
-    """Loss curve table: step, loss, learning rate, tokens seen and tokens per second."""
+def write_log(history: list[dict], path: str, seconds: float, tokens_before: int = 0) -> None:
+    """Loss curve table: step, loss, learning rate, tokens seen and tokens per second (of the
+    tokens trained by this process: a resumed run does not count those of its checkpoint)."""
     rows = [h for h in history if "loss" in h]
     df = pd.DataFrame(rows)
     for col in ("step", "epoch", "loss", "learning_rate", "num_input_tokens_seen"):
@@ -197,8 +224,8 @@ def write_log(history: list[dict], path: str, seconds: float) -> None:
     df = df[["step", "epoch", "loss", "learning_rate", "num_input_tokens_seen"]]
     final = next((h for h in reversed(history) if "train_runtime" in h), {})
     runtime = final.get("train_runtime", seconds)
-    tokens = df["num_input_tokens_seen"].max() if len(df) else 0
-    df["tokens_per_second"] = (tokens / runtime) if runtime else float("nan")
+    tokens = (df["num_input_tokens_seen"].max() if len(df) else 0) - tokens_before
+    df["tokens_per_second"] = (tokens / runtime) if runtime and tokens > 0 else float("nan")
     with atomic_open(path) as fh:
         df.to_csv(fh, index=False)
 
