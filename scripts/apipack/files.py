@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -92,3 +92,12 @@ def fingerprint(settings: dict, paths: Iterable[str | Path]) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
     return h.hexdigest()
+
+
+def reset_unless_stamped(stamp: Path, key: str, discard: Callable[[], None]) -> None:
+    """Call ``discard`` (drop a resumable step's partial state) unless ``stamp`` holds ``key``,
+    then write ``key``: the stamp is written only once the old state is gone."""
+    if stamp.is_file() and stamp.read_text().strip() == key:
+        return
+    discard()
+    stamp.write_text(key + "\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .files import dumps, read_jsonl, write_jsonl
+from .files import dumps, read_jsonl, reset_unless_stamped, write_jsonl
 
 ANSWER_END = "**lang**:"
 
@@ -158,18 +158,25 @@ def make_engine(engine: str, base: str | None, adapter: str | None, gen: dict) -
     raise ValueError(f"generation.engine: unknown engine {engine!r}; allowed: hf, vllm, openai")
 
 
+def _stamp(partial: Path) -> Path:
+    """The file holding the fingerprint of the run that wrote ``partial``."""
+    return partial.with_name(partial.name + ".key")
+
+
 def read_partial(path: Path, key: str | None = None) -> list[dict]:
     """Items finished before an interruption; a line torn by a kill is cut off and redone.
 
     With a ``key`` (the run's fingerprint), items of a run with other prompts, settings or
     model (another key in ``{path}.key``, or none) are discarded, not reused.
     """
-    stamp = path.with_name(path.name + ".key")
-    if key is not None and path.exists() and not (stamp.is_file() and stamp.read_text() == key):
-        print(f"{path}: discarding the items of a run with other prompts, settings or model")
-        path.unlink()
+
+    def discard() -> None:
+        if path.exists():
+            print(f"{path}: discarding the items of a run with other prompts, settings or model")
+            path.unlink()
+
     if key is not None:
-        stamp.write_text(key)
+        reset_unless_stamped(_stamp(path), key, discard)
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
@@ -215,6 +222,6 @@ def generate_file(
             bar.update(len(batch))
     write_jsonl(out, (done[r["unique_id"]] for r in rows))
     partial.unlink()
-    partial.with_name(partial.name + ".key").unlink(missing_ok=True)
+    _stamp(partial).unlink(missing_ok=True)
     seconds = time.time() - start
     return {"items": len(todo), "seconds": seconds}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_open, fingerprint, read_jsonl
+from .files import atomic_open, fingerprint, read_jsonl, reset_unless_stamped
 from .models import load_causal_lm, load_tokenizer
 
 IGNORE = -100
@@ -142,8 +142,10 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
         raise ValueError(f"{train_file}: no training records")
     data = Dataset.from_list([encode(r, tok, ft["cutoff_len"]) for r in records])
     ckpt_dir = Path(checkpoint_dir)
-    with PartialState().main_process_first():
-        claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
+    state = PartialState()
+    with state.main_process_first():  # the others wait until stale checkpoints are gone
+        if state.is_main_process:
+            claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
     last = latest_checkpoint(ckpt_dir)
     tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
     model = build_model(base, ft)
@@ -164,16 +166,16 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
 def claim_checkpoints(folder: Path, key: str) -> None:
     """Keep checkpoints only if they belong to this run; those of another run (other data,
     settings or base model) are deleted, so that a changed job never resumes stale weights."""
+
+    def discard() -> None:
+        stale = sorted(p for p in folder.glob("checkpoint-*") if p.is_dir())
+        if stale:
+            print(f"discarding {len(stale)} checkpoint(s) in {folder}: another run's", flush=True)
+        for p in stale:
+            shutil.rmtree(p)
+
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = folder / "fingerprint.txt"
-    if stamp.is_file() and stamp.read_text().strip() == key:
-        return
-    stale = sorted(p for p in folder.glob("checkpoint-*") if p.is_dir())
-    if stale:
-        print(f"discarding {len(stale)} checkpoint(s) in {folder}: another run's", flush=True)
-    for p in stale:
-        shutil.rmtree(p)
-    stamp.write_text(key + "\n")
+    reset_unless_stamped(folder / "fingerprint.txt", key, discard)
 
 
 def _tokens_seen(checkpoint: str | None) -> int:
