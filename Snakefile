@@ -5,7 +5,13 @@ from snakemake.utils import min_version
 min_version("9.20")
 
 
-configfile: "config.yaml"
+# config.yaml is the default study. A --configfile replaces it instead of being merged over it:
+# each config file stands alone on top of the schema defaults (schemas/config.schema.yaml), so
+# configs/paper.yaml never inherits the CPU study's settings. Several --configfile files merge in
+# the order given (e.g. configs/paper.yaml configs/rehearsal.yaml).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "report/workflow.rst"

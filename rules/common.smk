@@ -72,10 +72,6 @@ def instruction_model_dirs(role):
     return [f"results/models/base/{name}"]
 
 
-def model_trust_remote_code(wildcards):
-    return config["models"][wildcards.model].get("trust_remote_code", False)
-
-
 def tiny_model_corpus(wildcards):
     """A tiny model's tokenizer is trained on the dataset; other sources need no input."""
     if config["models"][wildcards.model]["source"] != "tiny":
@@ -84,11 +80,14 @@ def tiny_model_corpus(wildcards):
 
 
 def base_model_dir(wildcards):
+    """The prepared base model; none for a model served by an API (source openai)."""
+    if config["models"][wildcards.model]["source"] == "openai":
+        return []
     return f"results/models/base/{wildcards.model}"
 
 
-def adapter_dir(wildcards):
-    """The fine-tuned model of a cell; none for the untuned base model."""
+def finetuned_dir(wildcards):
+    """The fine-tuned model of a cell (adapter or full model); none for the untuned base."""
     if wildcards.trainset == "base":
         return []
     return f"results/models/ft/{wildcards.model}/{wildcards.trainset}"

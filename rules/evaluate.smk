@@ -2,7 +2,7 @@ rule generate:
     input:
         prompts="results/prompts/test/{lang}/L{level}_{mode}.jsonl",
         base=base_model_dir,
-        adapter=adapter_dir,
+        finetuned=finetuned_dir,
     output:
         "results/generations/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
     log:
@@ -18,7 +18,7 @@ rule generate:
         gpu=config["generation"]["gpus"],
     params:
         generation=config["generation"],
-        trust_remote_code=model_trust_remote_code,
+        model=model_spec,
     script:
         "../scripts/generate.py"
 

@@ -5,17 +5,19 @@ from apipack.generate import generate_file, make_engine
 from apipack.rulelog import logged
 
 with logged(snakemake):
-    gen = {**snakemake.params.generation, "trust_remote_code": snakemake.params.trust_remote_code}
-    adapter = snakemake.input.adapter or None
-    engine = make_engine(gen["engine"], snakemake.input.base, adapter, gen)
+    spec = snakemake.params.model
+    gen = {**snakemake.params.generation, "trust_remote_code": spec.get("trust_remote_code", False)}
+    base = snakemake.input.base or None
+    finetuned = snakemake.input.finetuned or None
+    engine = make_engine(spec, base, finetuned, gen)
     seed = int(snakemake.wildcards.seed)
-    model_files = [snakemake.input.base, *([adapter] if adapter else [])]
+    model_files = [path for path in (base, finetuned) if path]
     stats = generate_file(
         snakemake.input.prompts,
         snakemake.output[0],
         engine,
         gen["batch_size"],
         seed,
-        key=fingerprint({**gen, "seed": seed}, [snakemake.input.prompts, *model_files]),
+        key=fingerprint({**gen, "model": spec, "seed": seed}, [snakemake.input.prompts, *model_files]),
     )
     print(f"generated {stats['items']} items in {stats['seconds']:.1f} s")

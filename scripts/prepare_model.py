@@ -15,6 +15,8 @@ with logged(snakemake):
         models.download_hub(spec["repo"], spec["revision"], out)
     elif source == "local":
         models.copy_local(Path(spec["path"]), out)
+    elif source == "tiny_encoder":
+        models.build_tiny_encoder(out, snakemake.params.seed)
     else:
         texts = [
             text

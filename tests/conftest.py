@@ -64,8 +64,8 @@ def write_json(path: Path, obj) -> Path:
 def chat_server(reply: Callable[[dict], str]) -> Iterator[tuple[str, list]]:
     """A local OpenAI-compatible /v1/chat/completions server on 127.0.0.1.
 
-    ``reply`` maps a request body to the assistant's text; yields the base URL and the list of
-    ``(request body, Authorization header)`` pairs received.
+    ``reply`` maps a request body to the assistant's text, or to an HTTP error status (int);
+    yields the base URL and the list of ``(request body, Authorization header)`` pairs received.
     """
     seen: list = []
 
@@ -73,10 +73,13 @@ def chat_server(reply: Callable[[dict], str]) -> Iterator[tuple[str, list]]:
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append((body, self.headers.get("Authorization")))
-            data = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            text = reply(body)
+            status = text if isinstance(text, int) else 200
+            data = json.dumps({"error": {"message": "unavailable"}} if status != 200 else
+                              {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                "choices": [{"index": 0, "finish_reason": "stop",
-                                            "message": {"role": "assistant", "content": reply(body)}}]}).encode()
-            self.send_response(200)
+                                            "message": {"role": "assistant", "content": text}}]}).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

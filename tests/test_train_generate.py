@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT, chat_server, make_instance
 
 from apipack.files import fingerprint, read_jsonl, write_jsonl
-from apipack.generate import OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
-from apipack.models import build_tiny, load_tokenizer
+from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
+from apipack.models import build_tiny, load_tokenizer, prompt_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.train import IGNORE, claim_checkpoints, encode, grad_accumulation
 
@@ -25,7 +25,8 @@ FT = {
     "group_by_length": False, "logging_steps": 1, "save_steps": 1000, "report_to": [], "seed": 5,
     "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]},
 }
-GEN = {"max_new_tokens": 24, "max_prompt_tokens": 512, "do_sample": False, "temperature": 0.7}
+TINY = {"source": "tiny"}
+GEN = {"engine": "hf", "max_new_tokens": 24, "max_prompt_tokens": 512, "do_sample": False, "temperature": 0.7}
 
 
 def records(n=16):
@@ -57,7 +58,8 @@ def test_completion_only_labels(tiny):
     tok = load_tokenizer(tiny)
     rec = records(1)[0]
     enc = encode(rec, tok, 4096)
-    n_prompt = len(tok(rec["prompt"], add_special_tokens=False)["input_ids"])
+    n_prompt = len(prompt_ids(tok, rec["prompt"]))
+    assert enc["input_ids"][0] == tok.bos_token_id  # the tiny tokenizer adds BOS, as Llama's
     assert enc["labels"][:n_prompt] == [IGNORE] * n_prompt
     assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
     assert enc["input_ids"][-1] == tok.eos_token_id
@@ -147,7 +149,7 @@ def test_answer_stop_and_trim():
 
 
 def test_batched_generation_equals_one_by_one(tiny):
-    engine = make_engine("hf", str(tiny), None, GEN)
+    engine = make_engine(TINY, str(tiny), None, GEN)
     prompts = [r["prompt"] for r in records(6)][:3] + ["**api_description**:x\n"]
     batched = engine(prompts, 0)
     single = [engine([p], 0)[0] for p in prompts]
@@ -176,7 +178,7 @@ GENERATE = """
 import json, sys
 from apipack.generate import generate_file, make_engine
 prompts, out, base, gen = sys.argv[1:5]
-generate_file(prompts, out, make_engine("hf", base, None, json.loads(gen)), 1, 0)
+generate_file(prompts, out, make_engine({"source": "tiny"}, base, None, json.loads(gen)), 1, 0)
 """
 
 
@@ -236,20 +238,86 @@ def test_torn_partial_line_is_redone(tmp_path):
     assert [r["output"] for r in read_jsonl(out)] == ["old", "new P1", "new P2"]
 
 
-def test_openai_compatible_engine_against_local_server(tmp_path, monkeypatch):
+API = {"source": "openai", "api_model": "m", "api_key_env": "APIPACK_TEST_KEY", "require_key": True}
+
+
+def test_openai_model_against_local_server(tmp_path, monkeypatch):
     with chat_server(lambda body: f"echo:{body['messages'][0]['content']}\n**lang**:cURL\n") as (url, seen):
-        gen = {**GEN, "openai": {"base_url": url, "model": "m", "api_key_env": "APIPACK_TEST_KEY", "require_key": True}}
+        spec = {**API, "base_url": url}
         monkeypatch.delenv("APIPACK_TEST_KEY", raising=False)
         with pytest.raises(RuntimeError, match="APIPACK_TEST_KEY"):
-            OpenAIEngine(gen)
+            OpenAIEngine(spec, GEN)
         monkeypatch.setenv("APIPACK_TEST_KEY", "sk-secret-123")
         prompts = tmp_path / "p.jsonl"
         write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}"} for i in range(3)])
-        generate_file(str(prompts), str(tmp_path / "g.jsonl"), make_engine("openai", None, None, gen), 2, 0)
+        generate_file(str(prompts), str(tmp_path / "g.jsonl"), make_engine(spec, None, None, GEN), 2, 0)
         rows = read_jsonl(tmp_path / "g.jsonl")
         assert [r["output"] for r in rows] == [f"echo:P{i}\n**lang**:cURL" for i in range(3)]
         assert [auth for _, auth in seen] == ["Bearer sk-secret-123"] * 3
+        assert {body["model"] for body, _ in seen} == {"m"}
         assert "sk-secret" not in (tmp_path / "g.jsonl").read_text()
+
+
+def test_openai_model_bounds_concurrency_and_retries(monkeypatch):
+    import threading
+
+    lock, state = threading.Lock(), {"now": 0, "peak": 0, "calls": {}}
+
+    def reply(body):
+        prompt = body["messages"][0]["content"]
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            state["calls"][prompt] = state["calls"].get(prompt, 0) + 1
+            first = state["calls"][prompt] == 1
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        if first and prompt == "P3":
+            return 503  # the first try of P3 fails: the client retries it
+        return f"re:{prompt}"
+
+    monkeypatch.setenv("APIPACK_TEST_KEY", "k")
+    with chat_server(reply) as (url, _):
+        engine = OpenAIEngine({**API, "base_url": url, "max_concurrency": 3, "retries": 2}, GEN)
+        out = engine([f"P{i}" for i in range(9)], 0)
+    assert out == [f"re:P{i}" for i in range(9)]  # in prompt order
+    assert state["peak"] == 3  # bounded, and used
+    assert state["calls"]["P3"] == 2
+
+
+def test_training_and_generation_feed_the_same_prompt_ids():
+    """A Llama-style tokenizer (BOS first): the prompt part of a training sequence is exactly
+    what generation feeds the model for the same prompt."""
+    from transformers import LlamaTokenizer
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, "*": 4, "a": 5, "p": 6, "i": 7, "\n": 8, "x": 9}
+    tok = LlamaTokenizer(vocab=vocab, merges=[], add_bos_token=True)
+    tok.pad_token = tok.unk_token
+    rec = {"prompt": "**api**\nx", "completion": "pax"}
+    enc = encode(rec, tok, 4096)
+    n_prompt = enc["labels"].index(next(t for t in enc["labels"] if t != IGNORE))
+    engine = HFEngine.__new__(HFEngine)  # only the tokenizer side of the engine
+    engine.tok, engine.gen = tok, {"max_prompt_tokens": 100}
+    engine.tok.padding_side = "left"
+    engine.prefix = [1]
+    batch = engine.encode([rec["prompt"], rec["prompt"] + "x"])
+    assert enc["input_ids"][0] == tok.bos_token_id == 1
+    assert batch["input_ids"][0][batch["attention_mask"][0] == 1].tolist() == enc["input_ids"][:n_prompt]
+    assert prompt_ids(tok, rec["prompt"]) == enc["input_ids"][:n_prompt]
+
+
+def test_full_finetuned_model_generates_without_adapter(tmp_path, tiny):
+    train(tmp_path, tiny, {**FT, "method": "full", "max_steps": 2})
+    full = tmp_path / "run" / "model"
+    assert not (full / "adapter_config.json").exists()
+    engine = make_engine(TINY, str(tiny), str(full), GEN)
+    from apipack.models import load_causal_lm
+
+    weights = load_causal_lm(full).state_dict()
+    base = load_causal_lm(tiny).state_dict()
+    assert all((engine.model.state_dict()[k] == v).all() for k, v in weights.items())
+    assert any((base[k] != v).any() for k, v in weights.items())  # the tuned weights, not the base
 
 
 def test_only_safetensors_weights_are_loaded(tmp_path, tiny):

@@ -47,8 +47,18 @@ def check_references(config: dict) -> None:
             raise ConfigError("prompts.retrieval.reranker: rerank_3shot needs a model or model_path")
         if retrieval["embedder"] == "bm25":
             raise ConfigError("prompts.retrieval.embedder: rerank_3shot reranks embedding hits; not bm25")
+    for i, exp in enumerate(config["experiments"]):
+        if models[exp["model"]]["source"] == "openai" and exp["train_set"] != "base":
+            raise ConfigError(
+                f"experiments[{i}].train_set: {exp['model']!r} is an API model (source openai); "
+                "only train_set base"
+            )
     for name, model in models.items():
-        need = {"hub": ("repo", "revision"), "local": ("path",)}.get(model["source"], ())
+        need = {
+            "hub": ("repo", "revision"),
+            "local": ("path",),
+            "openai": ("base_url", "api_model"),
+        }.get(model["source"], ())
         for key in need:
             if key not in model:
                 raise ConfigError(f"models.{name}.{key}: required for source {model['source']!r}")

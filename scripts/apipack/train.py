@@ -19,17 +19,15 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_open, fingerprint, read_jsonl, reset_unless_stamped
-from .models import load_causal_lm, load_tokenizer
+from .models import load_causal_lm, load_tokenizer, prompt_ids
 
 IGNORE = -100
 
 
 def encode(record: dict, tok, cutoff_len: int) -> dict:
     """Token ids of prompt + completion + EOS, labels -100 over the prompt (completion-only loss)."""
-    prompt = tok(record["prompt"], add_special_tokens=False)["input_ids"]
+    prompt = prompt_ids(tok, record["prompt"])  # the ids generation feeds the model
     completion = tok(record["completion"], add_special_tokens=False)["input_ids"]
-    if tok.bos_token_id is not None and getattr(tok, "add_bos_token", False):
-        prompt = [tok.bos_token_id, *prompt]
     ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
     labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
     return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
@@ -158,8 +156,9 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
         print(f"resuming from {last}", flush=True)
     start = time.time()
     trainer.train(resume_from_checkpoint=last)
+    print(f"trained on {world_size} process(es); saving to {out}", flush=True)
+    save_final(trainer, tok, Path(out))
     if trainer.is_world_process_zero():
-        _save_final(trainer, tok, Path(out))
         write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
 
 
@@ -205,14 +204,21 @@ def _warmup_steps(ft: dict, n: int, args, world_size: int) -> int:
     return math.ceil(ft["warmup_ratio"] * total)
 
 
-def _save_final(trainer, tok, out: Path) -> None:
-    """Write the adapter (or full model) to a temporary folder, then rename it into place."""
+def save_final(trainer, tok, out: Path) -> None:
+    """Write the adapter (or full model) to a temporary folder, then rename it into place.
+
+    Called on every process: under FSDP or ZeRO-3 gathering the full weights is a collective,
+    which ``Trainer.save_model`` runs on all ranks while only the main process writes."""
     tmp = out.with_name(out.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        tok.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
 
 
 def write_log(history: list[dict], path: str, seconds: float, tokens_before: int = 0) -> None:
