@@ -28,6 +28,7 @@ include: "rules/figures.smk"
 rule all:
     default_target: True
     input:
+        "results/config.yaml",
         "results/metrics/metrics.csv",
         figure_targets(),
         "results/splits/statistics.csv",
@@ -37,6 +38,37 @@ rule all:
 rule data:
     input:
         expand("results/data/raw/total_data_cleaned_{lang}.json", lang=LANGS),
+
+
+rule download:
+    """Everything the run fetches from the network: run it on a login node first."""
+    input:
+        rules.data.input,
+        hub_model_dirs(),
+
+
+localrules:
+    effective_config,
+
+
+rule effective_config:
+    """The config this run holds after loading its config files and the schema defaults."""
+    output:
+        "results/config.yaml",
+    log:
+        "logs/effective_config.log",
+    benchmark:
+        "benchmarks/effective_config.tsv"
+    conda:
+        "envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        config=config,
+    script:
+        "scripts/effective_config.py"
 
 
 rule train:

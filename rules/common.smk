@@ -56,6 +56,23 @@ def figure_targets():
     ]
 
 
+def hub_model_dirs():
+    """Folders of the hub models that the experiments, prompts and data builder use."""
+    names = {cell["model"] for cell in CELLS} | set(tokenizer_dir_names())
+    names |= {Path(d).name for d in embedder_dirs().values()}
+    names |= {Path(d).name for role in ("model", "scorer") for d in instruction_model_dirs(role)}
+    return sorted(
+        f"results/models/base/{name}"
+        for name in names
+        if config["models"][name]["source"] == "hub"
+    )
+
+
+def tokenizer_dir_names():
+    name = config["prompts"]["tokenizer"]
+    return [name] if name else []
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 

@@ -104,6 +104,9 @@ if DATA["source"] == "build":
 
 elif DATA["source"] == "download":
 
+    localrules:
+        download_dataset,
+
     rule download_dataset:
         output:
             "results/data/raw/total_data_cleaned_{lang}.json",
@@ -142,6 +145,10 @@ else:
             runtime=30,
         shell:
             "cp {input} {output} 2> {log}"
+
+
+localrules:
+    prepare_model,  # downloads hub models: on the login node, where the network is
 
 
 rule prepare_model:

@@ -76,3 +76,13 @@ def experiment_cells(config: dict) -> list[dict]:
                         seen.add(key)
                         cells.append(dict(zip(("model", "train_set", "lang", "level", "mode"), key)))
     return cells
+
+
+def write_config(config: dict, path: str) -> None:
+    """The effective config as YAML, keys sorted, so that two runs can be compared with diff."""
+    import yaml
+
+    from .files import atomic_open
+
+    with atomic_open(path) as fh:
+        yaml.safe_dump(config, fh, sort_keys=True, allow_unicode=True)

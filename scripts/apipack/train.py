@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -132,7 +131,9 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
     from transformers import Trainer, set_seed
 
     set_seed(ft["seed"])
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    # The Trainer's own state: on a CPU, use_cpu makes a multi-process launch one gloo group.
+    state = PartialState(cpu=not _has_gpu())
+    world_size = state.num_processes
     tok = load_tokenizer(base, ft.get("trust_remote_code", False))
     tok.padding_side = "right"  # training pads on the right; generation on the left
     records = read_jsonl(train_file)
@@ -140,7 +141,6 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
         raise ValueError(f"{train_file}: no training records")
     data = Dataset.from_list([encode(r, tok, ft["cutoff_len"]) for r in records])
     ckpt_dir = Path(checkpoint_dir)
-    state = PartialState()
     with state.main_process_first():  # the others wait until stale checkpoints are gone
         if state.is_main_process:
             claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
@@ -152,6 +152,13 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
     trainer = Trainer(
         model=model, args=args, train_dataset=data, data_collator=collator(tok, ft["packing"])
     )
+    if state.is_main_process:
+        print(
+            f"{len(data)} sequences, {world_size} process(es), per-device batch "
+            f"{args.per_device_train_batch_size}, gradient accumulation "
+            f"{args.gradient_accumulation_steps}, global batch {ft['global_batch']}",
+            flush=True,
+        )
     if last:
         print(f"resuming from {last}", flush=True)
     start = time.time()

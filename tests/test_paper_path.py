@@ -1,0 +1,249 @@
+"""The paper path as a user runs it: configs/paper.yaml from the project root of a checkout, and
+its CPU rehearsal (configs/paper.yaml + configs/rehearsal.yaml) through every code path the paper
+config takes: 2-process full fine-tuning killed with kill -9 and resumed, generation from the full
+model (sampling) and from a LoRA adapter (greedy), retrieval and reranked 3-shot, an API model
+against a local server, every figure family and the report; and torch's FSDP2 sharded save.
+
+The workflow runs in a copy of the checkout (tracked and untracked files, no results), from its
+root, exactly as the README says; a copy so that the developer's own results/ stay untouched.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import ROOT, chat_server
+
+from apipack.files import read_jsonl
+
+PAPER, REHEARSAL = "configs/paper.yaml", "configs/rehearsal.yaml"
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+LANGS = ["curl", "python", "java", "go", "javascript", "libcurl", "node", "php", "ruby", "swift"]
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The working tree's tracked and untracked (not ignored) files, as a fresh clone has them."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=ROOT, input="\0".join(f for f in files if f).encode(),
+                   stdout=open(dest / ".copy.tar", "wb"), check=True)
+    subprocess.run(["tar", "-xf", ".copy.tar"], cwd=dest, check=True)
+    (dest / ".copy.tar").unlink()
+    if (ROOT / "node_modules").is_dir():  # npm ci's output, as `make venv` leaves it
+        (dest / "node_modules").symlink_to(ROOT / "node_modules")
+    return dest
+
+
+def snakemake(cwd: Path, *args, check=True) -> str:
+    res = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, env=ENV)
+    out = res.stdout + res.stderr
+    if check and res.returncode:
+        raise AssertionError(out[-6000:])
+    return out
+
+
+def job_stats(out: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a (dry) run: {rule: count}."""
+    lines = out.split("Job stats:")[1].splitlines()[3:]
+    table = lines[: next(i for i, line in enumerate(lines) if not line.strip())]
+    return {rule: int(n) for rule, n in (line.split() for line in table)}
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory) -> Path:
+    return checkout_copy(tmp_path_factory.mktemp("checkout") / "apipack")
+
+
+def test_paper_config_holds_the_papers_settings(checkout):
+    """The config Snakemake itself holds after loading configs/paper.yaml from the project root."""
+    snakemake(checkout, "results/config.yaml", "--cores", "1", "--configfile", PAPER)
+    cfg = yaml.safe_load((checkout / "results/config.yaml").read_text())
+    assert cfg["languages"] == LANGS
+    assert cfg["data"]["source"] == "download"
+    assert cfg["splits"] == {"order": "file", "level1": {"pool": 20000, "size": 1000, "min_api_count": 5},
+                             "level2": {"pool": 20000, "max_apis": 1000, "min_api_count": 4},
+                             "level3": {"start": 80000, "size": 1000}}
+    assert all(s["formats"] == ["simple", "fewshot"] and s["selection"] == "first" for s in cfg["train_sets"].values())
+    assert cfg["train_sets"]["curl-mix"]["mixture"] == {"curl": "all", **{x: 500 for x in LANGS if x != "curl"}}
+    ft = cfg["finetune"]
+    assert (ft["method"], ft["learning_rate"], ft["epochs"], ft["cutoff_len"]) == ("full", 2e-5, 2, 4096)
+    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"], ft["logging_steps"]) == (120, 0.03, "adafactor", 10)
+    gen = cfg["generation"]
+    assert (gen["do_sample"], gen["temperature"], gen["max_total_tokens"], gen["max_prompt_tokens"]) == (True, 0.7, 4096, 4000)
+    assert cfg["evaluation"]["max_items"] == 1000 and cfg["evaluation"]["metric_mode"] == "paper"
+    assert cfg["prompts"]["description_tokens"] == 512 and cfg["prompts"]["fewshot_tokens"] == 3072
+    api = {name: m for name, m in cfg["models"].items() if m["source"] == "openai"}
+    assert sorted(api) == ["gpt-3.5-1106", "gpt-4-1106"]
+    assert all(m["source"] == "hub" and len(m["revision"]) == 40 for n, m in cfg["models"].items() if n not in api)
+    # Nothing of the CPU study (config.yaml) leaks in.
+    default = yaml.safe_load((checkout / "config.yaml").read_text())
+    only_default = set(default["train_sets"]) - {"curl-mix"}
+    assert only_default and not only_default & set(cfg["train_sets"]) and "smollm2" not in cfg["models"]
+
+
+def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
+    out = snakemake(checkout, "-n", "--configfile", PAPER)
+    stats = job_stats(out)
+    assert (stats["finetune"], stats["download_dataset"], stats["prepare_model"]) == (15, 10, 6)
+    assert stats["generate"] == 205  # 203 cells of local models + the 2 GPT cells
+    out = snakemake(checkout, "download", "-n", "--cores", "4", "--configfile", PAPER)
+    assert job_stats(out) == {"download_dataset": 10, "prepare_model": 6, "download": 1, "total": 17}
+
+
+API_REPLY = ('**domain**:[items]\n**api_call**:import http.client\n\nconn = http.client.HTTPSConnection('
+             '"api.example.com")\n\nconn.request("GET", "/v1/items")\n\n**api_provider**:example.com\n**lang**:Python\n')
+FT_SET = "results/models/ft/codellama-13b/python-20k"
+
+
+def configs(*extra: Path) -> list[str]:
+    return ["--configfile", PAPER, REHEARSAL, *map(str, extra)]
+
+
+def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 600) -> None:
+    """Run the training job and kill -9 the whole workflow once a complete checkpoint exists."""
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", FT_SET, "--cores", "2", *args], cwd=root,
+                            env=ENV, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    folder, start = root / "results/checkpoints/codellama-13b/python-20k", time.time()
+    try:
+        while not list(folder.glob("checkpoint-*/trainer_state.json")):
+            assert proc.poll() is None, "the workflow ended before its first checkpoint"
+            assert time.time() - start < timeout, "no checkpoint in time"
+            time.sleep(0.5)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (root / FT_SET).exists()
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory):
+    """The rehearsal run: killed during 2-process training, unlocked, run to the end, reported."""
+    root = checkout_copy(tmp_path_factory.mktemp("rehearsal") / "apipack")
+    with chat_server(lambda body: API_REPLY) as (url, seen):
+        api = root / "api_server.yaml"
+        api.write_text(f"models: {{gpt-4-1106: {{base_url: '{url}'}}}}\n")
+        args = configs(api)
+        kill_after_first_checkpoint(root, args)
+        locked = snakemake(root, "--cores", "2", *args, check=False)
+        assert "LockException" in locked or "cannot be locked" in locked.lower()
+        snakemake(root, "--unlock", *args)  # README: after a kill, --unlock, then the same command
+        start = time.time()
+        snakemake(root, "--cores", "2", *args)
+        seconds = time.time() - start
+        snakemake(root, "--report", "results/report.html", *args)
+    return root, seen, seconds, args
+
+
+def test_rehearsal_trains_with_two_processes_and_resumes_after_kill(rehearsal):
+    root, _, seconds, _ = rehearsal
+    log = (root / "logs/finetune/codellama-13b/python-20k.log").read_text()
+    assert "2 process(es)" in log and "gradient accumulation 2, global batch 8" in log
+    assert "resuming from" in log and "checkpoint-" in log.split("resuming from")[1].split("\n")[0]
+    train = read_jsonl(root / "results/prompts/train/python-20k.jsonl")
+    assert len(train) == 32  # 16 instances in both formats (0-shot and 3-shot)
+    assert sum("Given the following examples" in r["prompt"] for r in train) == 16
+    for ft in (root / "results/models/ft").glob("*/*"):  # full fine-tuning: whole models, no adapters
+        assert (ft / "model.safetensors").is_file() and not (ft / "adapter_config.json").exists(), ft
+    curve = pd.read_csv(root / "results/train_logs/codellama-13b/python-20k.csv")
+    assert curve["step"].max() == 4 and curve["loss"].notna().all()  # 32 sequences / global batch 8
+    print(f"rehearsal run after the kill: {seconds:.0f} s")
+
+
+def test_rehearsal_generates_from_full_models_and_the_api(rehearsal):
+    root, seen, _, _ = rehearsal
+    metrics = pd.read_csv(root / "results/metrics/metrics.csv")
+    assert len(metrics) == 20 and set(metrics["mode"]) == {"zero_shot", "retrieval_3shot", "rerank_3shot"}
+    api = read_jsonl(root / "results/generations/gpt-4-1106/base/python/L3_retrieval_3shot_s0.jsonl")
+    assert len(api) == 4 and all(r["output"] == API_REPLY.strip() for r in api)
+    assert len(seen) == 4 and all(body["model"] == "gpt-4-1106-preview" for body, _ in seen)
+    assert not (root / "results/models/base/gpt-4-1106").exists()  # an API model is never downloaded
+    prompts = read_jsonl(root / "results/prompts/test/python/L3_rerank_3shot.jsonl")
+    assert all(p["prompt"].count("**instruction**") >= 2 for p in prompts)
+    for family in ("model_battle", "scaling", "cross_lingual", "parity"):
+        assert (root / f"results/figures/{family}.png").stat().st_size > 10_000, family
+    assert "metrics.csv" in (root / "results/report.html").read_text(errors="replace")
+
+
+def test_rehearsal_sampling_is_seeded(rehearsal):
+    root, _, _, args = rehearsal
+    cell = "results/generations/codellama-13b/python-20k/python/L1_zero_shot_s0.jsonl"
+    before = (root / cell).read_text()
+    snakemake(root, cell, "--cores", "2", "--forcerun", "generate", *args)
+    assert (root / cell).read_text() == before
+
+
+def test_rehearsal_lora_adapter_with_greedy_decoding(rehearsal):
+    root, _, _, args = rehearsal
+    lora = root / "lora_greedy.yaml"
+    lora.write_text("finetune: {method: lora, learning_rate: 0.002, precision: fp32}\ngeneration: {do_sample: false}\n")
+    cell = "results/scores/codellama-13b/python-10k/python/L3_retrieval_3shot_s0.jsonl"
+    out = snakemake(root, cell, "--cores", "2", *args, str(lora))
+    assert "rule finetune" in out
+    adapter = root / "results/models/ft/codellama-13b/python-10k"
+    assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
+    rows = read_jsonl(root / cell)
+    assert len(rows) == 4 and all("endpoint_match" in r for r in rows)
+
+
+FSDP2 = r'''
+import inspect, os, sys, torch, torch.distributed as dist
+from accelerate import Accelerator
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor, init_device_mesh
+from apipack.models import load_causal_lm
+
+base, out = sys.argv[1:3]
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+# The options accelerate's get_state_dict uses for FSDP2, which Trainer.save_model calls on every rank.
+options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)
+assert "StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)" in inspect.getsource(Accelerator.get_state_dict)
+torch.manual_seed(0)
+batch = torch.randint(3, 200, (2, 16))
+reference = load_causal_lm(base)
+model = load_causal_lm(base)
+mesh = init_device_mesh("cpu", (2,))
+for layer in model.model.layers:
+    fully_shard(layer, mesh=mesh)
+fully_shard(model, mesh=mesh)
+emb = model.model.embed_tokens.weight
+assert isinstance(emb, DTensor) and emb.to_local().shape[0] * 2 == emb.shape[0], "not sharded"
+for m in (model, reference):  # one identical SGD step; FSDP averages the equal gradients of both ranks
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    m(input_ids=batch, labels=batch).loss.backward()
+    opt.step()
+state = get_model_state_dict(model, options=options)  # a collective: every rank calls it
+if rank == 0:
+    reference.save_pretrained(out + "/ref")
+    reference.save_pretrained(out + "/full", state_dict=state)
+    saved = load_causal_lm(out + "/full").state_dict()
+    for name, value in reference.state_dict().items():
+        assert torch.allclose(saved[name], value, atol=1e-6), name
+    print("gathered", len(state), "full tensors; embedding", tuple(state["model.embed_tokens.weight"].shape))
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def test_fsdp2_sharded_weights_gather_save_and_load(tmp_path):
+    """FSDP2 shards on a CPU with gloo: gathering the full state dict on every rank (as Trainer.
+    save_model does through accelerate), saving it and loading it back gives the trained weights."""
+    from apipack.models import build_tiny
+
+    base = tmp_path / "tiny"
+    build_tiny(base, ["conn.request('GET', '/v1/items')"] * 50, seed=0)
+    script = tmp_path / "fsdp2.py"
+    script.write_text(FSDP2)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
+                          str(base), str(tmp_path)], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "gathered" in res.stdout and (tmp_path / "full/model.safetensors").is_file()
