@@ -56,6 +56,13 @@ def figure_targets():
     ]
 
 
+def generation_env():
+    """vLLM has its own env: its releases pin torch and cap transformers (requirements-vllm.txt)."""
+    if config["generation"]["engine"] == "vllm":
+        return "../envs/vllm.yaml"
+    return "../envs/evaluate.yaml"
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 
