@@ -238,6 +238,7 @@ def rule_needs(body: str) -> tuple[dict[str, set[str]], set[str]]:
     script = directive(body, "script")
     if script:
         return code_imports([(ROOT / "rules" / ast.literal_eval(script)).resolve()]), set()
+    assert directive(body, "shell"), "a rule with neither script: nor shell: (map it in this test)"
     text = shell_text(body)
     progs = commands(text)
     unknown = progs - SYSTEM_COMMANDS - {"python", "accelerate", "node"}
@@ -416,25 +417,42 @@ def test_post_deploy_installs_package_and_node_tools(tmp_path):
     assert bad.returncode != 0 and "not the project root" in bad.stderr
 
 
-@pytest.mark.slow
-def test_vllm_env_resolves_on_pypi(tmp_path):
-    """uv's resolver on requirements-vllm.txt for Linux x86_64 and Python 3.11, against PyPI
-    (package metadata only, no wheel downloaded): the one test here that needs the network, about
-    11 s. pip's resolver (`pip install --dry-run --use-feature=fast-deps`) finds the same pins in
-    about 2.5 min, as this index serves no separate metadata files."""
+def resolve(tmp_path, *files: Path) -> dict[str, str]:
+    """uv's resolution of pin files for Linux x86_64 and Python 3.11 against PyPI."""
     try:
         urllib.request.urlopen("https://pypi.org/simple/vllm/", timeout=10).close()
     except OSError as err:
-        pytest.skip(f"PyPI is unreachable ({err}): the vLLM resolver test needs it")
+        pytest.skip(f"PyPI is unreachable ({err}): the resolver tests need it")
     out = tmp_path / "resolved.txt"
     res = subprocess.run(
         [sys.executable, "-m", "uv", "pip", "compile", "--no-config", "--no-cache", "--quiet",
          "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
-         "--index-url", "https://pypi.org/simple", "-o", out, ROOT / "requirements-vllm.txt"],
+         "--index-url", "https://pypi.org/simple", "-o", out, *files],
         capture_output=True, text=True, timeout=600,
     )
     assert res.returncode == 0, res.stderr[-3000:]
-    resolved = pin_list(out)
+    return pin_list(out)
+
+
+@pytest.mark.slow
+def test_vllm_env_resolves_on_pypi(tmp_path):
+    """The vLLM env's pins resolve (package metadata only, no wheel downloaded): about 11 s. pip's
+    resolver (`pip install --dry-run --use-feature=fast-deps`) finds the same pins in about 2.5
+    min, as this index serves no separate metadata files."""
+    resolved = resolve(tmp_path, ROOT / "requirements-vllm.txt")
     pins = pin_list(ROOT / "requirements-vllm.txt")
     assert {d: resolved.get(d) for d in pins} == pins
     assert len(resolved) > 100 and "nvidia-nccl-cu13" in resolved  # vLLM's CUDA 13 stack
+
+
+@pytest.mark.slow
+def test_gpu_pins_resolve_with_requirements(tmp_path):
+    """requirements.txt with the GPU-only packages of requirements-cuda.txt resolve together. torch
+    stands in with PyPI's build of the same release: this machine cannot reach the PyTorch index
+    that serves the +cu126 build (the same dependencies, bar the CUDA 12 libraries)."""
+    extra = tmp_path / "cuda-extra.txt"
+    lines = (ROOT / "requirements-cuda.txt").read_text().splitlines()
+    extra.write_text("\n".join(x for x in lines if not x.startswith(("--", "torch=="))))
+    resolved = resolve(tmp_path, ROOT / "requirements.txt", extra)
+    pins = {**pin_list(ROOT / "requirements.txt"), **pin_list(extra)}
+    assert {d: resolved.get(d) for d in pins} == pins
