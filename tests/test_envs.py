@@ -5,8 +5,8 @@ or every env its `conda:` function can return) and to the code it runs (`script:
 programs of its `shell:` command, `{params.X}` functions included). Imports are collected with
 ``ast`` from the rule script and every apipack module it reaches (`from .x`, `apipack.x`,
 function-local imports too), mapped to distributions with importlib.metadata, and checked
-against the env's pip section and post-deploy script. The vLLM env is checked by pip's resolver
-against PyPI by uv's resolver (the one test here that needs the network).
+against the env's pip section and post-deploy script. The GPU pin lists are resolved against
+PyPI with uv (the `network` tests: the only slow ones here, about 10 s each).
 """
 
 import ast
@@ -434,7 +434,7 @@ def resolve(tmp_path, *files: Path) -> dict[str, str]:
     return pin_list(out)
 
 
-@pytest.mark.slow
+@pytest.mark.network
 def test_vllm_env_resolves_on_pypi(tmp_path):
     """The vLLM env's pins resolve (package metadata only, no wheel downloaded): about 11 s. pip's
     resolver (`pip install --dry-run --use-feature=fast-deps`) finds the same pins in about 2.5
@@ -445,7 +445,7 @@ def test_vllm_env_resolves_on_pypi(tmp_path):
     assert len(resolved) > 100 and "nvidia-nccl-cu13" in resolved  # vLLM's CUDA 13 stack
 
 
-@pytest.mark.slow
+@pytest.mark.network
 def test_gpu_pins_resolve_with_requirements(tmp_path):
     """requirements.txt with the GPU-only packages of requirements-cuda.txt resolve together. torch
     stands in with PyPI's build of the same release: this machine cannot reach the PyTorch index
