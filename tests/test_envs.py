@@ -333,6 +333,30 @@ def test_every_rule_env_holds_what_its_code_imports():
     assert used == set(env_files()), "an env in envs/ that no rule uses"
 
 
+@pytest.mark.parametrize(
+    "config", [{}, {"generation": {"engine": "vllm"}}, {"data": {"source": "download"}}]
+)
+def test_rule_map_agrees_with_snakemake(tmp_path, config):
+    """The rules, envs and scripts read from the .smk text are those Snakemake itself parses."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    engine = config.get("generation", {}).get("engine", "hf")
+    static = rule_blocks()
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[tmp_path / "c.yaml"]),
+            storage_settings=StorageSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT,
+        )._workflow
+        for rule in workflow.rules:
+            body = static[rule.name][1]
+            envs = {env for env, engines in rule_envs(body).items() if not engines or engine in engines}
+            assert ({Path(rule.conda_env).name} if rule.conda_env else set()) == envs, rule.name
+            assert bool(rule.script) == bool(directive(body, "script")), rule.name
+            assert bool(rule.shellcmd) == bool(directive(body, "shell")), rule.name
+
+
 def test_vllm_is_imported_only_by_the_vllm_engine():
     tree = ast.parse((PKG / "generate.py").read_text())
     for top in tree.body:
