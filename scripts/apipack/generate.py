@@ -106,8 +106,8 @@ class VLLMEngine:
     def __init__(self, base: str, adapter: str | None, gen: dict):
         from vllm import LLM
 
-        config = Path(adapter or base, "adapter_config.json")
-        lora = json.loads(config.read_text()) if adapter and config.is_file() else None
+        config = Path(adapter, "adapter_config.json") if adapter else None
+        lora = json.loads(config.read_text()) if config and config.is_file() else None
         self.gen = gen
         self.adapter = adapter if lora else None
         extra = {}
@@ -115,7 +115,7 @@ class VLLMEngine:
             rank = next((r for r in self.LORA_RANKS if r >= lora["r"]), lora["r"])
             extra = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
         self.llm = LLM(
-            model=base if lora or not adapter else adapter,
+            model=adapter if adapter and not lora else base,
             tensor_parallel_size=max(1, gen.get("gpus", 0)),
             seed=0,
             dtype=gen.get("dtype", "auto"),
