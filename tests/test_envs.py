@@ -121,11 +121,16 @@ def code_imports(roots: list[Path]) -> dict[str, set[str]]:
 
 
 @cache
+def installed() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@cache
 def distribution(name: str) -> str:
     """The distribution that provides import name ``name``."""
     if name == "apipack":
         return "apipack"
-    dists = importlib.metadata.packages_distributions().get(name) or [NOT_INSTALLED_HERE.get(name)]
+    dists = installed().get(name) or [NOT_INSTALLED_HERE.get(name)]
     assert dists[0], f"import {name!r}: no installed distribution provides it; add it to NOT_INSTALLED_HERE"
     return norm(dists[0])
 
