@@ -73,6 +73,13 @@ def tokenizer_dir_names():
     return [name] if name else []
 
 
+def generation_env():
+    """vLLM has its own env: its releases pin torch and cap transformers (requirements-vllm.txt)."""
+    if config["generation"]["engine"] == "vllm":
+        return "../envs/vllm.yaml"
+    return "../envs/evaluate.yaml"
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 

@@ -10,7 +10,7 @@ rule generate:
     benchmark:
         "benchmarks/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
     conda:
-        "../envs/evaluate.yaml"
+        generation_env()
     threads: 2
     resources:
         mem_mb=8000,

@@ -1,4 +1,4 @@
-"""Pinned environments agree with requirements.txt; config errors name the key."""
+"""Rules name existing envs (their contents: tests/test_envs.py); config errors name the key."""
 
 import re
 import subprocess
@@ -11,30 +11,6 @@ from conftest import ROOT
 from apipack.config import ConfigError, check_references, experiment_cells
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def requirements() -> dict[str, str]:
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = line.split("==")
-            pins[name.lower()] = version
-    return pins
-
-
-def test_every_env_pins_exactly_what_requirements_pins():
-    pins = requirements()
-    assert pins["torch"] == "2.13.0"
-    envs = sorted((ROOT / "envs").glob("*.yaml"))
-    assert {e.stem for e in envs} == {"data", "preprocess", "train", "evaluate", "figures"}
-    for env in envs:
-        spec = yaml.safe_load(env.read_text())
-        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict))
-        assert pip, env
-        for entry in pip:
-            name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", entry).groups()
-            assert pins.get(name.lower()) == version, f"{env.name}: {entry} vs requirements.txt"
 
 
 def test_every_rule_names_an_existing_env():

@@ -114,12 +114,31 @@ def new_token_budget(gen: dict, prompt_tokens: int) -> int:
 
 
 class VLLMEngine:
+    """vLLM over ``generation.gpus`` GPUs (tensor parallel). A LoRA adapter is served on the base
+    model; a fine-tuned folder without ``adapter_config.json`` (full fine-tuning) is the model."""
+
+    LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
+
     def __init__(self, base: str, adapter: str | None, gen: dict):
         from vllm import LLM
 
+        config = Path(adapter, "adapter_config.json") if adapter else None
+        lora = json.loads(config.read_text()) if config and config.is_file() else None
         self.gen = gen
-        self.adapter = adapter
-        self.llm = LLM(model=base, enable_lora=bool(adapter), seed=0, dtype=gen.get("dtype", "auto"))
+        self.adapter = adapter if lora else None
+        extra = {}
+        if lora:
+            rank = next((r for r in self.LORA_RANKS if r >= lora["r"]), lora["r"])
+            extra = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
+        self.llm = LLM(
+            model=adapter if adapter and not lora else base,
+            tensor_parallel_size=max(1, gen.get("gpus", 0)),
+            seed=0,
+            dtype=gen.get("dtype", "auto"),
+            trust_remote_code=gen.get("trust_remote_code", False),
+            max_model_len=gen.get("max_total_tokens"),  # prompt + answer, as HFEngine
+            **extra,
+        )
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         from vllm import SamplingParams
@@ -128,6 +147,7 @@ class VLLMEngine:
         params = SamplingParams(
             temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
             max_tokens=self.gen["max_new_tokens"],
+            truncate_prompt_tokens=self.gen["max_prompt_tokens"],  # keeps the last tokens
             seed=seed,
             stop=None,
         )
