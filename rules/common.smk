@@ -98,7 +98,7 @@ def instruction_model_dirs(role):
 
 def tiny_model_corpus(wildcards):
     """A tiny model's tokenizer is trained on the dataset; other sources need no input."""
-    if config["models"][wildcards.model]["source"] != "tiny":
+    if config["models"][wildcards.model]["source"] not in ("tiny", "tiny_encoder"):
         return []
     return expand("results/data/raw/total_data_cleaned_{lang}.json", lang=LANGS)
 

@@ -15,14 +15,13 @@ with logged(snakemake):
         models.download_hub(spec["repo"], spec["revision"], out)
     elif source == "local":
         models.copy_local(Path(spec["path"]), out)
-    elif source == "tiny_encoder":
-        models.build_tiny_encoder(out, snakemake.params.seed)
-    else:
+    else:  # tiny stand-ins: tokenizers trained on the dataset
         texts = [
             text
             for path in snakemake.input.corpus
             for inst in load_instances(path, on_bad_record="skip").instances
             for text in (inst["instruction"], inst["output"], inst["api_description"][:500])
         ]
-        models.build_tiny(out, texts, snakemake.params.seed)
+        build = models.build_tiny_encoder if source == "tiny_encoder" else models.build_tiny
+        build(out, texts, snakemake.params.seed)
     print(f"model {snakemake.wildcards.model} ({source}) ready in {out}")

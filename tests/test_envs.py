@@ -238,11 +238,13 @@ def deepspeed_configs() -> bool:
     )
 
 
-def rule_needs(body: str) -> tuple[dict[str, set[str]], set[str]]:
-    """(import name -> files importing it, other needs such as `node`) of what a rule runs."""
+def rule_needs(body: str, smk: str = "rules.smk") -> tuple[dict[str, set[str]], set[str]]:
+    """(import name -> files importing it, other needs such as `node`) of what a rule runs;
+    ``smk``: the file holding the rule, whose folder script paths are relative to."""
     script = directive(body, "script")
     if script:
-        return code_imports([(ROOT / "rules" / ast.literal_eval(script)).resolve()]), set()
+        base = ROOT if smk == "Snakefile" else ROOT / "rules"
+        return code_imports([(base / ast.literal_eval(script)).resolve()]), set()
     assert directive(body, "shell"), "a rule with neither script: nor shell: (map it in this test)"
     text = shell_text(body)
     progs = commands(text)
@@ -320,7 +322,7 @@ def test_every_rule_env_holds_what_its_code_imports():
     assert {"generate", "finetune", "openapi_snippets", "prepare_model", "figure"} <= set(rules)
     used = set()
     for rule, (smk, body) in rules.items():
-        imports, programs = rule_needs(body)
+        imports, programs = rule_needs(body, smk)
         for env, engines in rule_envs(body).items():
             used.add(env)
             provides, missing = env_provides(env), []
@@ -351,7 +353,7 @@ def test_rule_map_agrees_with_snakemake(tmp_path, config):
     static = rule_blocks()
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[tmp_path / "c.yaml"]),
+            resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[ROOT / "config.yaml", tmp_path / "c.yaml"]),
             storage_settings=StorageSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT,
         )._workflow
         for rule in workflow.rules:

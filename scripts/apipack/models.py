@@ -112,20 +112,42 @@ def build_tiny(
     _save(LlamaForCausalLM(config), tok, out)
 
 
-def build_tiny_encoder(out: Path, seed: int, hidden_size: int = 32, layers: int = 2) -> None:
-    """A random-init BERT with one output logit and the MiniLM tokenizer: loads as an embedder
-    (``AutoModel``, CLS pooling) and as a cross-encoder, standing in for bge-large/-reranker."""
+def build_tiny_encoder(out: Path, corpus: Iterable[str], seed: int, hidden_size: int = 32) -> None:
+    """A random-init BERT with one output logit and a WordPiece tokenizer trained on ``corpus``:
+    loads as an embedder (``AutoModel``, CLS pooling) and as a cross-encoder, standing in for
+    bge-large-en-v1.5 and bge-reranker-large."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from .retrieval import minilm_path
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
-    tok = AutoTokenizer.from_pretrained(minilm_path())
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.decoder = decoders.WordPiece()
+    wp.train_from_iterator(
+        corpus, trainers.WordPieceTrainer(vocab_size=1000, special_tokens=specials, show_progress=False)
+    )
+    cls, sep = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
+    wp.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=wp,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
     config = BertConfig(
-        vocab_size=tok.vocab_size,
+        vocab_size=len(tok),
         hidden_size=hidden_size,
-        num_hidden_layers=layers,
+        num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=2 * hidden_size,
         num_labels=1,
