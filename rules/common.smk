@@ -62,9 +62,7 @@ def hub_model_dirs():
     names |= {Path(d).name for d in embedder_dirs().values()}
     names |= {Path(d).name for role in ("model", "scorer") for d in instruction_model_dirs(role)}
     return sorted(
-        f"results/models/base/{name}"
-        for name in names
-        if config["models"][name]["source"] == "hub"
+        f"results/models/base/{name}" for name in names if config["models"][name]["source"] == "hub"
     )
 
 
