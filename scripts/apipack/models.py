@@ -122,6 +122,14 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
+def token_ids(tok, texts: list[str]) -> list[list[int]]:
+    """Token ids of many texts (no special tokens) in one batched call of the Rust tokenizer."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer
+        return tok(texts, add_special_tokens=False)["input_ids"]
+    return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+
+
 def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
     """Load a causal LM from safetensors only (``use_safetensors=True``)."""
     import torch

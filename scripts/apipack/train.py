@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_open, fingerprint, reset_unless_stamped
-from .models import load_causal_lm, load_tokenizer
+from .models import load_causal_lm, load_tokenizer, token_ids
 
 IGNORE = -100
 
@@ -34,19 +34,12 @@ def encode_batch(prompts: list[str], completions: list[str], tok, cutoff_len: in
     add_bos = tok.bos_token_id is not None and getattr(tok, "add_bos_token", False)
     bos = [tok.bos_token_id] if add_bos else []
     rows = []
-    for prompt, completion in zip(_token_ids(tok, prompts), _token_ids(tok, completions)):
+    for prompt, completion in zip(token_ids(tok, prompts), token_ids(tok, completions)):
         prompt = bos + prompt
         ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
         labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
         rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
     return rows
-
-
-def _token_ids(tok, texts: list[str]) -> list[list[int]]:
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:  # a slow (Python) tokenizer
-        return tok(texts, add_special_tokens=False)["input_ids"]
-    return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 SHARD_BYTES = 32 << 20  # the training file is tokenized in byte ranges of about this size
