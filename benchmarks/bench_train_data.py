@@ -84,6 +84,8 @@ def rank_main(a: argparse.Namespace) -> None:
         "rank": state.process_index, "rows": len(data), "seconds": round(seconds, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_rss_workers_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
+        "cpu_s": round(sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (
+            resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))),
         "tokens": int(lengths.sum()), "max_len": int(lengths.max()),
         "mapped": all(Path(f["filename"]).is_file() for f in data.cache_files),
     }), flush=True)
@@ -135,7 +137,9 @@ def main() -> None:
     print(df.to_string(index=False))
     print(f"{df['rows'].iloc[0]:,} records, {df['tokens'].iloc[0]:,} tokens, Arrow cache "
           f"{size / 1e9:.1f} GB; wall {wall:.0f} s for {a.ranks} ranks; peak per rank "
-          f"{df['peak_rss_mb'].max():,} MB (its tokenizer workers {df['peak_rss_workers_mb'].max():,} MB each)")
+          f"{df['peak_rss_mb'].max():,} MB (its tokenizer workers {df['peak_rss_workers_mb'].max():,} MB each); "
+          f"CPU of the building rank and its workers {df['cpu_s'].max():,} s; load average "
+          f"{os.getloadavg()[0]:.1f}")
     if a.csv:
         a.csv.parent.mkdir(parents=True, exist_ok=True)
         df.to_csv(a.csv, index=False)
