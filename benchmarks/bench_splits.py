@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import shutil
@@ -92,7 +93,7 @@ def job(lang: str, n: int, seed: int, workdir: str, tokenizer: str | None) -> di
     raw = folder / f"total_data_cleaned_{lang}.json"
     with open(raw, "w", encoding="utf-8") as fh:
         json.dump(synthetic(lang, n, seed), fh, ensure_ascii=False)
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), _cpu()
     splits_cfg, prompts_cfg = cfg["splits"], cfg["prompts"]
     total = order_instances(load_instances(raw, lang).instances, splits_cfg["order"], seed)
     splits = make_splits(total, SplitParams.from_config(splits_cfg))
@@ -121,8 +122,14 @@ def job(lang: str, n: int, seed: int, workdir: str, tokenizer: str | None) -> di
     return {"lang": lang, "instances": len(total), "train": len(splits.train),
             "test": sum(s["instances"] for s in stats if s["split"] != "train"),
             "training_records": n_records, "splits_s": t_splits - start, "test_prompts_s": t_prompts - t_splits,
-            "train_sets_s": end - t_prompts, "seconds": end - start,
+            "train_sets_s": end - t_prompts, "seconds": end - start, "cpu_s": _cpu() - cpu0,
             "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far (unlike wall time, not inflated by other load)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def main() -> None:
@@ -145,6 +152,8 @@ def main() -> None:
     print(f"{n:,} instances in {len(df)} languages; rule work {work:.0f} s of one core, "
           f"{n / work:,.0f} instances/s per job; wall {wall:.0f} s with {a.jobs} jobs "
           f"(including writing the synthetic files)")
+    print(f"CPU {df['cpu_s'].sum():.0f} s in all, so about {df['cpu_s'].sum() / a.jobs / 60:.1f} min of rule work "
+          f"on {a.jobs} idle cores; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"peak memory: {df['peak_mb'].max():,.0f} MB per job, "
           f"{df['peak_mb'].nlargest(a.jobs).sum():,.0f} MB for {a.jobs} jobs together")
     if a.csv:

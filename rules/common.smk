@@ -165,30 +165,50 @@ def finetune_settings(wildcards):
     )
 
 
-def train_gpus():
-    """GPUs of a training job, all nodes together."""
-    return config["finetune"]["gpus"] * config["finetune"]["nodes"]
+def train_resources():
+    """GPU resources of a training job, in the SLURM plugin's terms.
+
+    One node: ``gpu`` GPUs (sbatch --gpus; on a workstation the count that --resources gpu=N
+    budgets). Several nodes: ``gres=gpu:G`` per node, one task per node (``tasks``) and
+    ``mpi=srun``, so that the jobstep plugin does not wrap the job in its own srun and the
+    rule's ``srun`` starts one launcher per node.
+    """
+    gpus, nodes = config["finetune"]["gpus"], config["finetune"]["nodes"]
+    if nodes == 1:
+        return {"gpu": gpus, "nodes": 1}
+    return {
+        "gpu": 0,
+        "gres": f"gpu:{gpus}",
+        "nodes": nodes,
+        "tasks": nodes,
+        "tasks_per_gpu": 0,
+        "mpi": "srun",
+    }
 
 
 def launcher(wildcards, resources):
     """Plain python on a CPU or one GPU; accelerate launch with one process per GPU; on several
-    nodes, srun runs accelerate launch once per node (machine rank = SLURM_NODEID)."""
-    gpus, nodes = resources.gpu, resources.nodes
-    if gpus <= 1 and nodes == 1:
-        return "python -m apipack.train"
+    nodes, ``{resources.mpi}`` (srun) runs accelerate launch once per node (machine rank =
+    SLURM_NODEID). On a workstation the job first claims free GPUs (apipack.gpu_slots)."""
+    gpus, nodes = config["finetune"]["gpus"], resources.nodes
     acc = config["finetune"]["accelerate_config"]
-    cfg = f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
-    launch = f"accelerate launch {cfg}--num_processes {gpus} "
-    if nodes == 1:
-        return launch + "-m apipack.train"
-    head = "$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)"
-    multi = (
-        f"--num_machines {nodes} --machine_rank $SLURM_NODEID "
-        f"--main_process_ip {head} --main_process_port 29500 "
+    launch = "accelerate launch " + (
+        f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
     )
-    return (
-        f"srun --ntasks-per-node 1 bash -c '{launch}{multi}-m apipack.train \"$@\"' apipack-train"
-    )
+    if nodes > 1:
+        head = "$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)"
+        launch += (
+            f"--num_processes {gpus * nodes} --num_machines {nodes} --machine_rank $SLURM_NODEID "
+            f"--main_process_ip {head} --main_process_port 29500 -m apipack.train"
+        )
+        return (
+            f"{resources.mpi} --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+            f"bash -c '{launch} \"$@\"' apipack-train"
+        )
+    slots = f"python -m apipack.gpu_slots {gpus} -- " if gpus else ""
+    if gpus <= 1:
+        return slots + "python -m apipack.train"
+    return f"{slots}{launch}--num_processes {gpus} -m apipack.train"
 
 
 def score_files():

@@ -18,10 +18,9 @@ rule finetune:
         "../envs/train.yaml"
     threads: 2
     resources:
+        **train_resources(),
         mem_mb=16000,
         runtime=1440,
-        gpu=train_gpus(),
-        nodes=config["finetune"]["nodes"],
     params:
         settings=finetune_settings,
         launcher=launcher,

@@ -2,9 +2,11 @@
 
 from apipack.files import fingerprint
 from apipack.generate import generate_file, make_engine
+from apipack.gpu_slots import claim
 from apipack.rulelog import logged
 
 with logged(snakemake):
+    claim(snakemake.resources.gpu)  # workstation: free GPUs only, before CUDA starts
     spec = snakemake.params.model
     gen = {**snakemake.params.generation, "trust_remote_code": spec.get("trust_remote_code", False)}
     base = snakemake.input.base or None

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from apipack import models
 from apipack.data import load_instances
+from apipack.download import download_snapshot
 from apipack.rulelog import logged
 
 with logged(snakemake):
@@ -12,7 +13,7 @@ with logged(snakemake):
     if source == "smollm2_wheel":
         models.convert_smollm2(out)
     elif source == "hub":
-        models.download_hub(spec["repo"], spec["revision"], out)
+        download_snapshot(spec["repo"], spec["revision"], out)
     elif source == "local":
         models.copy_local(Path(spec["path"]), out)
     else:  # tiny stand-ins: tokenizers trained on the dataset

@@ -5,9 +5,11 @@ import json
 import numpy as np
 from conftest import make_instance
 
+from apipack.models import build_tiny, load_tokenizer
 from apipack.prompts import (
     Truncator,
     few_shot,
+    few_shot_block,
     random_examples,
     select_subset,
     training_records,
@@ -78,6 +80,25 @@ def test_few_shot_block_is_truncated_but_task_is_kept():
     cut = few_shot(inst, "Q?", ex, Truncator(), 512, 50)  # 50 tokens = 200 characters
     assert cut.endswith("Your actual task:\n**instruction**\nQ?\n**output**\n")
     assert len(cut) == 200 + len("Your actual task:\n**instruction**\nQ?\n**output**\n")
+
+
+def test_truncation_with_a_tokenizer_equals_cutting_every_text(tmp_path):
+    insts = [make_instance("Pets", i) for i in range(8)]
+    insts[3]["output"] = "conn.request('GET', '/v1/pets/é日本')\n" * 40  # long and non-ASCII
+    insts[5]["api_description"] = "The Pets API lists, creates and deletes pets. " * 30
+    build_tiny(tmp_path / "tok", [x["output"] + x["api_description"] for x in insts] * 3, seed=0)
+    tok = load_tokenizer(tmp_path / "tok")
+    trunc = Truncator(tok)
+    blocks = [few_shot_block(x, [insts[(i + j) % 8] for j in (1, 2, 3)], trunc, 64) for i, x in enumerate(insts)]
+    for text, bound in blocks:  # the bound never undercounts
+        assert bound >= len(tok(text, add_special_tokens=False)["input_ids"])
+    for budget in (40, 200, 700, 5000):
+        expected = []
+        for text, _ in blocks:  # the plain way: tokenize every text, cut the long ones
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+            expected.append(text if len(ids) <= budget else tok.decode(ids[:budget]))
+        assert trunc.cut_many([b for b, _ in blocks], budget, [n for _, n in blocks]) == expected
+    assert sum(n <= 5000 for _, n in blocks) >= 6  # at 5000 tokens most blocks are not tokenized
 
 
 def test_random_examples_exclude_item_and_respect_filter():

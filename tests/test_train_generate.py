@@ -16,7 +16,17 @@ from apipack.files import fingerprint, read_jsonl, write_jsonl
 from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
 from apipack.models import build_tiny, load_tokenizer, prompt_ids
 from apipack.prompts import Truncator, zero_shot
-from apipack.train import IGNORE, claim_checkpoints, encode, grad_accumulation
+from apipack.train import (
+    IGNORE,
+    arrow_trainer,
+    build_model,
+    claim_checkpoints,
+    encode,
+    grad_accumulation,
+    line_shards,
+    training_args,
+    training_data,
+)
 
 FT = {
     "method": "lora", "learning_rate": 0.003, "epochs": 1, "max_steps": 30, "per_device_batch": 4,
@@ -65,6 +75,60 @@ def test_completion_only_labels(tiny):
     assert enc["input_ids"][-1] == tok.eos_token_id
     short = encode(rec, tok, n_prompt + 3)
     assert len(short["input_ids"]) == n_prompt + 3 and short["labels"][-3:] == short["input_ids"][-3:]
+
+
+def test_training_data_is_a_cached_memory_mapped_arrow_set(tmp_path, tiny):
+    from accelerate import PartialState
+
+    tok, recs = load_tokenizer(tiny), records(16)
+    data_file, cache = tmp_path / "train.jsonl", tmp_path / "ckpt" / "dataset"
+    write_jsonl(data_file, recs)
+    ft = {**FT, "cutoff_len": 40}
+    data = training_data(str(data_file), str(tiny), ft, cache, PartialState())
+    for row, rec in zip(data, recs):
+        enc = encode(rec, tok, 40)
+        assert row["input_ids"] == enc["input_ids"] and row["labels"] == enc["labels"]
+        assert row["length"] == len(enc["input_ids"]) <= 40
+    files = [Path(f["filename"]) for f in data.cache_files]
+    assert files and all(f.is_file() and cache in f.parents for f in files)  # mapped, not in memory
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = training_data(str(data_file), str(tiny), ft, cache, PartialState())
+    assert [Path(f["filename"]) for f in again.cache_files] == files  # the same files,
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # not written again
+    write_jsonl(data_file, recs[:5])  # other data: a new cache, the old one removed
+    fresh = training_data(str(data_file), str(tiny), ft, cache, PartialState())
+    assert len(fresh) == 5 and not any(f.exists() for f in files)
+    trainer = arrow_trainer()(model=build_model(str(tiny), FT), train_dataset=fresh,
+                              args=training_args({**FT, "group_by_length": True}, tmp_path / "c", 1))
+    assert trainer._get_train_sampler().lengths == fresh["length"][:]  # one list, read at once
+
+
+def test_lora_loads_the_base_in_the_configured_precision(tiny):
+    import torch
+
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)):
+        model = build_model(str(tiny), {**FT, "precision": precision})
+        base = {p.dtype for n, p in model.named_parameters() if "lora_" not in n}
+        adapters = {p.dtype for n, p in model.named_parameters() if "lora_" in n}
+        assert base == {dtype} and adapters == {torch.float32}
+    full = build_model(str(tiny), {**FT, "method": "full", "precision": "bf16"})
+    assert {p.dtype for p in full.parameters()} == {torch.float32}  # fp32 weights, bf16 autocast
+
+
+def test_training_file_errors_and_shards(tmp_path, tiny):
+    from accelerate import PartialState
+
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, records(3))
+    with open(bad, "a") as fh:
+        fh.write('{"prompt": "no completion"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl: the line ending at byte \d+ is not a prompt/completion"):
+        training_data(str(bad), str(tiny), FT, tmp_path / "cache", PartialState())
+    lines = b"".join(b'{"n": %d}\n' % i for i in range(1000))
+    bad.write_bytes(lines)
+    shards = line_shards(str(bad), 7)
+    assert shards[0][0] == 0 and shards[-1][1] == len(lines) and len(shards) == 7
+    assert all(a[1] == b[0] and lines[b[0] - 1 : b[0]] == b"\n" for a, b in zip(shards, shards[1:]))
 
 
 def test_global_batch_does_not_depend_on_gpu_count():

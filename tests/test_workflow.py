@@ -64,8 +64,8 @@ def test_paper_grid_plans_offline(tmp_path):
     multi = tmp_path / "multi_node.yaml"
     multi.write_text("finetune: {nodes: 2}\n")
     out = snakemake("-n", "-p", "--configfile", "configs/paper.yaml", str(multi), "--directory", str(tmp_path))
-    assert "gpu=16" in out and "nodes=2" in out
-    assert ("srun --ntasks-per-node 1 bash -c 'accelerate launch --config_file" in out
+    assert "gres=gpu:8" in out and "nodes=2" in out and "tasks=2" in out and "mpi=srun" in out
+    assert ("srun --nodes 2 --ntasks-per-node 1 --kill-on-bad-exit 1 bash -c 'accelerate launch --config_file" in out
             and "--num_processes 16 --num_machines 2 --machine_rank $SLURM_NODEID" in out)
 
 

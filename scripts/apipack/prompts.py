@@ -30,25 +30,55 @@ TRAIN_FORMATS = ("simple", "fewshot")
 class Truncator:
     """Cut texts to a number of tokens of a tokenizer (the reference used Mistral-7B's).
 
-    Without a tokenizer, 4 characters count as one token. Texts short enough to need no cut are
-    not tokenized at all, and descriptions (shared by all instances of an API) are cached.
+    Without a tokenizer, 4 characters count as one token. A text is tokenized only if it may
+    exceed its budget: it has more bytes than tokens allowed (a BPE token covers at least one
+    byte), or, for a few-shot block, its header's tokens plus the bytes of the rest do
+    (``upper_bound``). Those are tokenized in one batch (``cut_many``); descriptions, shared by
+    all instances of an API, are cached.
     """
+
+    # Tokens that joining two texts may add to the sum of their counts (a pre-token merged
+    # across the join), so that upper_bound stays an upper bound.
+    JOIN_SLACK = 8
 
     def __init__(self, tokenizer=None, chars_per_token: int = 4):
         self.tokenizer = tokenizer
         self.chars_per_token = chars_per_token
         self.cached = lru_cache(maxsize=200_000)(self._cut)
+        self.count = lru_cache(maxsize=200_000)(self._count)
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _cut(self, text: str, max_tokens: int) -> str:
-        if self.tokenizer is None:
-            return text[: max_tokens * self.chars_per_token]
-        if len(text) <= max_tokens:  # every token covers at least one character
-            return text
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return text if len(ids) <= max_tokens else self.tokenizer.decode(ids[:max_tokens])
+        return self.cut_many([text], max_tokens, [self.upper_bound("", text)])[0]
 
     def __call__(self, text: str, max_tokens: int) -> str:
         return self.cached(text, max_tokens)
+
+    def upper_bound(self, head: str, rest: str) -> int:
+        """At least the token count of ``head + rest`` (exact without a tokenizer)."""
+        if self.tokenizer is None:
+            return -(-(len(head) + len(rest)) // self.chars_per_token)
+        head_tokens = self.count(head) + self.JOIN_SLACK if head else 0
+        return head_tokens + len(rest.encode("utf-8")) + 1  # +1: a prefix space some add
+
+    def cut_many(self, texts: Sequence[str], max_tokens: int, bounds: Sequence[int]) -> list[str]:
+        """Each text cut to ``max_tokens``; only those whose bound exceeds it are tokenized,
+        all in one batch."""
+        out = list(texts)
+        todo = [i for i, bound in enumerate(bounds) if bound > max_tokens]
+        if self.tokenizer is None:
+            for i in todo:
+                out[i] = texts[i][: max_tokens * self.chars_per_token]
+            return out
+        from .models import token_ids
+
+        ids = token_ids(self.tokenizer, [texts[i] for i in todo])
+        cut = [(i, t[:max_tokens]) for i, t in zip(todo, ids) if len(t) > max_tokens]
+        for (i, _), text in zip(cut, self.tokenizer.batch_decode([t for _, t in cut])):
+            out[i] = text
+        return out
 
 
 def lang_label(inst: dict) -> str:
@@ -63,6 +93,15 @@ def zero_shot(inst: dict, query: str, trunc: Truncator, desc_tokens: int) -> str
     return header(inst, trunc, desc_tokens) + TASK.format(instruction=query)
 
 
+def few_shot_block(inst: dict, examples: Sequence[dict], trunc: Truncator, desc_tokens: int):
+    """The header and examples of a few-shot prompt, uncut, and an upper bound of its tokens."""
+    head = header(inst, trunc, desc_tokens)
+    rest = FEWSHOT_INTRO + "".join(
+        EXAMPLE.format(instruction=ex["instruction"], output=ex["output"]) for ex in examples
+    )
+    return head + rest, trunc.upper_bound(head, rest)
+
+
 def few_shot(
     inst: dict,
     query: str,
@@ -72,11 +111,10 @@ def few_shot(
     fewshot_tokens: int,
 ) -> str:
     """Header and examples cut to ``fewshot_tokens`` as a block, then the task."""
-    block = header(inst, trunc, desc_tokens) + FEWSHOT_INTRO
-    block += "".join(
-        EXAMPLE.format(instruction=ex["instruction"], output=ex["output"]) for ex in examples
+    block, bound = few_shot_block(inst, examples, trunc, desc_tokens)
+    return trunc.cut_many([block], fewshot_tokens, [bound])[0] + FEWSHOT_TASK.format(
+        instruction=query
     )
-    return trunc(block, fewshot_tokens) + FEWSHOT_TASK.format(instruction=query)
 
 
 # --- example selection -----------------------------------------------------------------------
@@ -116,18 +154,19 @@ def training_records(
     fewshot_tokens: int,
     k: int,
     seed: int,
+    batch: int = 10_000,
 ) -> list[dict]:
-    """Prompt/completion records: every instance once per format, simple forms first."""
+    """Prompt/completion records: every instance once per format, simple forms first.
+    Few-shot blocks are cut ``batch`` instances at a time (one tokenizer call each)."""
     out = []
     for fmt in formats:
-        for inst in instances:
+        for start in range(0, len(instances), batch):
+            chunk = instances[start : start + batch]
             if fmt == "simple":
-                prompt = zero_shot(inst, inst["instruction"], trunc, desc_tokens)
+                prompts = [zero_shot(i, i["instruction"], trunc, desc_tokens) for i in chunk]
             else:
-                pool = by_description[inst["api_description"]]
-                ex = random_examples(inst, pool, k, seed, lambda c: True)
-                prompt = few_shot(inst, inst["instruction"], ex, trunc, desc_tokens, fewshot_tokens)
-            out.append(
+                prompts = _few_shot_prompts(chunk, by_description, trunc, desc_tokens, fewshot_tokens, k, seed)
+            out += [
                 {
                     "unique_id": inst["unique_id"],
                     "lang": lang_label(inst),
@@ -135,8 +174,21 @@ def training_records(
                     "prompt": prompt,
                     "completion": inst["output"],
                 }
-            )
+                for inst, prompt in zip(chunk, prompts)
+            ]
     return out
+
+
+def _few_shot_prompts(chunk, by_description, trunc, desc_tokens, fewshot_tokens, k, seed):
+    blocks, bounds = [], []
+    for inst in chunk:
+        pool = by_description[inst["api_description"]]
+        block, bound = few_shot_block(inst, random_examples(inst, pool, k, seed, lambda c: True),
+                                      trunc, desc_tokens)
+        blocks.append(block)
+        bounds.append(bound)
+    cut = trunc.cut_many(blocks, fewshot_tokens, bounds)
+    return [b + FEWSHOT_TASK.format(instruction=i["instruction"]) for b, i in zip(cut, chunk)]
 
 
 def select_subset(

@@ -11,25 +11,153 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .files import atomic_open, fingerprint, read_jsonl, reset_unless_stamped
-from .models import load_causal_lm, load_tokenizer, prompt_ids
+from .files import atomic_open, fingerprint, reset_unless_stamped
+from .models import bos_prefix, load_causal_lm, load_tokenizer, token_ids
 
 IGNORE = -100
 
 
 def encode(record: dict, tok, cutoff_len: int) -> dict:
     """Token ids of prompt + completion + EOS, labels -100 over the prompt (completion-only loss)."""
-    prompt = prompt_ids(tok, record["prompt"])  # the ids generation feeds the model
-    completion = tok(record["completion"], add_special_tokens=False)["input_ids"]
-    ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
-    labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
-    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+    return encode_batch([record["prompt"]], [record["completion"]], tok, cutoff_len)[0]
+
+
+def encode_batch(prompts: list[str], completions: list[str], tok, cutoff_len: int) -> list[dict]:
+    """``encode`` for many records: one batched (Rust, multi-threaded) call per field."""
+    bos = bos_prefix(tok)  # as generation feeds the prompt (models.prompt_ids)
+    rows = []
+    for prompt, completion in zip(token_ids(tok, prompts), token_ids(tok, completions)):
+        prompt = bos + prompt
+        ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
+        labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    return rows
+
+
+SHARD_BYTES = 32 << 20  # the training file is tokenized in byte ranges of about this size
+
+
+def _features():
+    """Arrow columns of the tokenized training set; ``length`` feeds group_by_length's sampler."""
+    from datasets import Features, Sequence, Value
+
+    ids = Sequence(Value("int32"))
+    return Features({"input_ids": ids, "labels": ids, "length": Value("int32")})
+
+
+def _tokenized_rows(
+    shards: list[tuple[int, int]], train_file: str, base: str, cutoff_len: int, trust_remote_code: bool
+):
+    """Rows of the tokenized training set for byte ranges of the file, 1,000 records a batch."""
+    tok = load_tokenizer(base, trust_remote_code)
+    for start, end in shards:
+        for prompts, completions in _record_batches(train_file, start, end, 1000):
+            for row in encode_batch(prompts, completions, tok, cutoff_len):
+                ids = row["input_ids"]
+                yield {"input_ids": ids, "labels": row["labels"], "length": len(ids)}
+
+
+def _record_batches(train_file: str, start: int, end: int, batch: int):
+    """(prompts, completions) of the JSON lines that start in bytes [start, end) of the file."""
+    prompts, completions = [], []
+    with open(train_file, "rb") as fh:
+        fh.seek(start)
+        while fh.tell() < end and (line := fh.readline()):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                prompts.append(str(record["prompt"]))
+                completions.append(str(record["completion"]))
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(
+                    f"{train_file}: the line ending at byte {fh.tell()} is not a prompt/completion "
+                    f"record ({err!r})"
+                ) from None
+            if len(prompts) == batch:
+                yield prompts, completions
+                prompts, completions = [], []
+    if prompts:
+        yield prompts, completions
+
+
+def line_shards(path: str, n: int) -> list[tuple[int, int]]:
+    """``n`` byte ranges of about equal size that cut the file between lines."""
+    size = Path(path).stat().st_size
+    cuts = [0]
+    with open(path, "rb") as fh:
+        for k in range(1, n):
+            fh.seek(max(k * size // n, cuts[-1]))
+            if fh.tell():
+                fh.readline()
+            cuts.append(min(fh.tell(), size))
+    return [(a, b) for a, b in zip(cuts, [*cuts[1:], size]) if b > a]
+
+
+def training_data(train_file: str, base: str, ft: dict, cache: Path, state):
+    """The tokenized training set as a memory-mapped Arrow dataset.
+
+    The main process tokenizes once, in batches and with one worker per CPU core it may use,
+    into ``cache/<fingerprint>/`` (training file, base model folder, cutoff); the other ranks
+    wait (``main_process_first``) and map the same Arrow files, so no rank holds the set in
+    memory. Caches of other fingerprints are removed.
+    """
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    key = fingerprint({"cutoff_len": ft["cutoff_len"]}, [train_file, base])[:16]
+    shards = line_shards(train_file, min(64, 1 + Path(train_file).stat().st_size // SHARD_BYTES))
+    if not shards:
+        raise ValueError(f"{train_file}: no training records")
+    kwargs = {
+        "shards": shards,  # from the file alone, so that every rank finds the same cache
+        "train_file": str(train_file),
+        "base": str(base),
+        "cutoff_len": ft["cutoff_len"],
+        "trust_remote_code": ft.get("trust_remote_code", False),
+    }
+    workers = min(len(shards), len(os.sched_getaffinity(0)))
+    with state.main_process_first():
+        if state.is_main_process and cache.is_dir():
+            for stale in (p for p in cache.iterdir() if p.name != key):
+                shutil.rmtree(stale, ignore_errors=True)
+        try:
+            data = Dataset.from_generator(
+                _tokenized_rows,
+                features=_features(),
+                gen_kwargs=kwargs,
+                cache_dir=str(cache / key),
+                num_proc=workers if workers > 1 else None,
+            )
+        except DatasetGenerationError as err:  # say which record, not only that one failed
+            raise (err.__cause__ or err) from None
+    if len(data) == 0:
+        raise ValueError(f"{train_file}: no training records")
+    return data
+
+
+def arrow_trainer():
+    """The Trainer, with a length-grouped sampler that reads the ``length`` column in one go:
+    indexing a memory-mapped column row by row (as transformers does) takes about 1 ms a row."""
+    from transformers import Trainer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class ArrowTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                data = train_dataset if train_dataset is not None else self.train_dataset
+                sampler.lengths = data.data.column("length").to_pylist()
+            return sampler
+
+    return ArrowTrainer
 
 
 def grad_accumulation(global_batch: int, per_device: int, world_size: int) -> int:
@@ -43,23 +171,38 @@ def grad_accumulation(global_batch: int, per_device: int, world_size: int) -> in
     return steps
 
 
+# torch dtype of each finetune.precision
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
 def build_model(base: str, ft: dict):
-    """The base model, wrapped with LoRA adapters unless ``method`` is ``full``."""
+    """The base model, wrapped with LoRA adapters unless ``method`` is ``full``.
+
+    LoRA and QLoRA load the frozen base in ``precision`` (QLoRA also computes in it; peft keeps
+    the adapters in fp32). Full fine-tuning keeps fp32 weights and trains with autocast.
+    """
     method = ft["method"]
+    dtype = DTYPES[ft["precision"]] if method != "full" else "float32"
     if method == "qlora":
         import torch
         from peft import prepare_model_for_kbit_training
         from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
         quant = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=getattr(torch, dtype),
         )
         model = AutoModelForCausalLM.from_pretrained(
-            base, quantization_config=quant, use_safetensors=True
+            base,
+            quantization_config=quant,
+            dtype=getattr(torch, dtype),
+            use_safetensors=True,
+            trust_remote_code=ft.get("trust_remote_code", False),
         )
         model = prepare_model_for_kbit_training(model, ft["gradient_checkpointing"])
     else:
-        model = load_causal_lm(base, "float32", ft.get("trust_remote_code", False))
+        model = load_causal_lm(base, dtype, ft.get("trust_remote_code", False))
     if method == "full":
         return model
     from peft import LoraConfig, get_peft_model
@@ -117,18 +260,22 @@ def _has_gpu() -> bool:
 
 
 def collator(tok, packing: bool):
+    """Batches of the tokenized set; the ``length`` column (for the sampler) is dropped."""
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
 
     if packing:  # padding-free: one row of concatenated sequences, position_ids restart
-        return DataCollatorWithFlattening()
-    return DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8)
+        inner = DataCollatorWithFlattening()
+    else:
+        inner = DataCollatorForSeq2Seq(
+            tok, padding=True, label_pad_token_id=IGNORE, pad_to_multiple_of=8
+        )
+    return lambda rows: inner([{k: v for k, v in r.items() if k != "length"} for r in rows])
 
 
 def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log_csv: str) -> None:
     """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one."""
     from accelerate import PartialState
-    from datasets import Dataset
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     set_seed(ft["seed"])
     # The Trainer's own state: on a CPU, use_cpu makes a multi-process launch one gloo group.
@@ -136,11 +283,8 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
     world_size = state.num_processes
     tok = load_tokenizer(base, ft.get("trust_remote_code", False))
     tok.padding_side = "right"  # training pads on the right; generation on the left
-    records = read_jsonl(train_file)
-    if not records:
-        raise ValueError(f"{train_file}: no training records")
-    data = Dataset.from_list([encode(r, tok, ft["cutoff_len"]) for r in records])
     ckpt_dir = Path(checkpoint_dir)
+    data = training_data(train_file, base, ft, ckpt_dir / "dataset", state)
     with state.main_process_first():  # the others wait until stale checkpoints are gone
         if state.is_main_process:
             claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
@@ -149,7 +293,7 @@ def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log
     model = build_model(base, ft)
     args = training_args(ft, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
-    trainer = Trainer(
+    trainer = arrow_trainer()(
         model=model, args=args, train_dataset=data, data_collator=collator(tok, ft["packing"])
     )
     if state.is_main_process:
