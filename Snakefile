@@ -23,6 +23,7 @@ rule all:
     default_target: True
     input:
         "results/metrics/metrics.csv",
+        result_targets(),
         figure_targets(),
         "results/splits/statistics.csv",
         build_summary(),
@@ -41,6 +42,7 @@ rule train:
 rule evaluate:
     input:
         "results/metrics/metrics.csv",
+        result_targets(),
 
 
 rule figures:

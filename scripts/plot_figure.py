@@ -11,7 +11,7 @@ with logged(snakemake):
     ref = F.load_reference(snakemake.input.reference)
     ours = snakemake.params.source == "ours"
     if ours:
-        df = F.our_results(pd.read_csv(snakemake.input.metrics), cfg)
+        df = F.our_results(pd.read_csv(snakemake.input.cells), cfg)
         what, lang = "our results", cfg["model_battle_language"]
         scaling_langs = list(cfg["scaling"])
         cross = cfg["cross_lingual"]["languages"]
@@ -25,8 +25,9 @@ with logged(snakemake):
         "scaling": lambda: F.scaling(df, scaling_langs, title),
         "cross_lingual": lambda: F.cross_lingual(df, cross, every, title),
         "parity": lambda: F.parity(df, ref, title),
+        "structural": lambda: F.structural(df, title),
     }
-    if family not in makers or (family == "parity" and not ours):
+    if family not in makers or (family in ("parity", "structural") and not ours):
         raise ValueError(f"unknown figure family {family!r} for {what}")
     F.draw(makers[family], snakemake.output.png, snakemake.output.pdf, snakemake.output.data)
     print(f"drew {family} from {what}: {len(df)} rows")
