@@ -109,7 +109,9 @@ def _bars(ax, df: pd.DataFrame, group: str, series: str, metric: str, order=None
     for i, name in enumerate(names):
         sub = df[df[series].astype(str) == name].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
-        ax.bar(x, sub[metric], width, label=str(name), alpha=0.85, yerr=_err(sub, metric), capsize=2)
+        bars = ax.bar(x, sub[metric], width, label=str(name), alpha=0.85, yerr=_err(sub, metric), capsize=2)
+        zero = ["0" if v == 0 else "" for v in sub[metric]]  # a bar of height 0 is data, not a gap
+        ax.bar_label(bars, zero, fontsize=7, padding=1)
     labels = [str(g) for g in groups]
     crowded = sum(map(len, labels)) > 40  # long model names would overlap
     ax.set_xticks(np.arange(len(groups)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
@@ -205,7 +207,7 @@ def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], tit
     """Level-3 API-call accuracy of the cURL-only, mixture and expert models, per prompt mode:
     the main languages, and every language where more were run."""
     names = {"curl_only": "cURL model", "mixture": "Mixture model", "expert": "Expert model"}
-    sub = df[df["role"].isin(names) & (df["level"] == 3)].copy()
+    sub = df[df["role"].isin(names) & (df["level"] == 3)].dropna(subset=["api_call_acc"])
     sub["series"] = pd.Categorical(sub["role"].map(names), list(names.values()), ordered=True)
     sub = sub.sort_values("series")
     draws = []
