@@ -115,7 +115,7 @@ def _bars(ax, df: pd.DataFrame, group: str, series: str, metric: str, order=None
     labels = [str(g) for g in groups]
     crowded = sum(map(len, labels)) > 40  # long model names would overlap
     ax.set_xticks(np.arange(len(groups)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7, loc="upper right")
 
 
@@ -169,13 +169,13 @@ def _scatter(ax, pts: pd.DataFrame) -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
-def scaling(df: pd.DataFrame, langs: list[str], title: str):
-    """Accuracy against training-set size, one line per level; a categorical axis (one tick per
-    size) when there are few sizes, a log axis when they span 10x or more."""
+def scaling(df: pd.DataFrame, langs: list[str], title: str, metrics: dict[str, str] = METRICS):
+    """Accuracy (each of ``metrics``) against training-set size, one line per level; a categorical
+    axis (one tick per size) when there are few sizes, a log axis when they span 10x or more."""
     sub = df[(df["role"] == "scaling") & df["lang"].isin(langs)].dropna(subset=["train_size"])
     keys = [(lang, mode) for lang in langs for mode in _modes(sub[sub["lang"] == lang])]
-    fig, axes = _panels(2 * len(keys), 4, (4.2, 3.6))
-    for i, ((lang, mode), metric) in enumerate((k, m) for k in keys for m in METRICS):
+    fig, axes = _panels(len(metrics) * len(keys), 4 if len(metrics) == 2 else len(metrics), (4.2, 3.6))
+    for i, ((lang, mode), metric) in enumerate((k, m) for k in keys for m in metrics):
         ax, cell = axes[i], sub[(sub["lang"] == lang) & (sub["mode"] == mode)]
         sizes = sorted(cell["train_size"].astype(int).unique())
         few = len(sizes) <= 4
@@ -189,8 +189,8 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str):
             ax.set_xlim(-0.5, len(sizes) - 0.5)
         elif sizes[-1] / max(sizes[0], 1) >= 10:
             ax.set_xscale("log")
-        ax.set_ylim(0, 1)
-        ax.set_title(f"{LANGUAGES[lang].label}: {METRICS[metric]}, {MODES[mode]}", fontsize=9)
+        ax.set_ylim(-0.03, 1)
+        ax.set_title(f"{LANGUAGES[lang].label}: {metrics[metric]}, {MODES[mode]}", fontsize=9)
         ax.set_xlabel("training instances")
         ax.legend(fontsize=7)
     missing = [f"{LANGUAGES[lang].label} {MODES[mode]}" for lang in langs for mode in ("zero_shot", "retrieval_3shot")
@@ -203,27 +203,31 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str):
     return fig, sub
 
 
-def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], title: str):
-    """Level-3 API-call accuracy of the cURL-only, mixture and expert models, per prompt mode:
-    the main languages, and every language where more were run."""
+def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], title: str,
+                  metrics: dict[str, str] | None = None):
+    """Level-3 accuracy (API-call, or each of ``metrics``) of the cURL-only, mixture and expert
+    models, per prompt mode: the main languages, and every language where more were run."""
+    metrics = metrics or {"api_call_acc": "API-call acc."}
     names = {"curl_only": "cURL model", "mixture": "Mixture model", "expert": "Expert model"}
-    sub = df[df["role"].isin(names) & (df["level"] == 3)].dropna(subset=["api_call_acc"])
+    sub = df[df["role"].isin(names) & (df["level"] == 3)].dropna(subset=list(metrics))
     sub["series"] = pd.Categorical(sub["role"].map(names), list(names.values()), ordered=True)
     sub = sub.sort_values("series")
     draws = []
     for mode in _modes(sub):
         m = sub[sub["mode"] == mode]
         main = m[m["lang"].isin(langs3)]
-        if len(main):
-            draws.append((f"Level 3, {MODES[mode]}", main, langs3))
-        ten = m[m["role"].isin(["curl_only", "mixture"]) & m["lang"].isin(all_langs)]
-        if set(ten["lang"]) - set(langs3):
-            draws.append((f"Level 3, {MODES[mode]}, all languages", ten, [x for x in all_langs if x in set(ten["lang"])]))
+        for metric in metrics:
+            if len(main):
+                draws.append((f"Level 3, {MODES[mode]}", main, langs3, metric))
+            ten = m[m["role"].isin(["curl_only", "mixture"]) & m["lang"].isin(all_langs)]
+            if set(ten["lang"]) - set(langs3):
+                order = [x for x in all_langs if x in set(ten["lang"])]
+                draws.append((f"Level 3, {MODES[mode]}, all languages", ten, order, metric))
     fig, axes = _panels(len(draws), 2, (7.0, 3.8))
-    for ax, (name, data, order) in zip(axes, draws):
-        _bars(ax, data, "lang", "series", "api_call_acc", order)
+    for ax, (name, data, order, metric) in zip(axes, draws):
+        _bars(ax, data, "lang", "series", metric, order)
         ax.set_title(name)
-        ax.set_ylabel("Level 3 API-call acc.")
+        ax.set_ylabel(f"Level 3 {metrics[metric]}")
     missing = [f"{MODES[mode]}" for mode in ("zero_shot", "retrieval_3shot") if mode not in set(sub["mode"])]
     for mode in _modes(sub):
         m = sub[sub["mode"] == mode]
