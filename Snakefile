@@ -30,6 +30,7 @@ rule all:
     input:
         "results/config.yaml",
         "results/metrics/metrics.csv",
+        result_targets(),
         figure_targets(),
         "results/splits/statistics.csv",
         build_summary(),
@@ -79,6 +80,7 @@ rule train:
 rule evaluate:
     input:
         "results/metrics/metrics.csv",
+        result_targets(),
 
 
 rule figures:

@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from apipack.comparisons import declared  # noqa: E402
 from apipack.config import check_references, experiment_cells  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
 
@@ -13,6 +14,7 @@ check_references(config)
 
 LANGS = config["languages"]
 CELLS = experiment_cells(config)
+COMPARISONS = declared(config)
 SEEDS = config["generation"]["seeds"]
 LANGUAGE_TARGETS = [LANGUAGES[lang].target for lang in LANGS]
 SCRIPTS = str(Path(workflow.basedir) / "scripts")
@@ -51,8 +53,11 @@ def generation_files(kind="generations"):
 def figure_targets():
     return [
         f"results/figures/{family}.{ext}"
-        for family in ("model_battle", "scaling", "cross_lingual", "parity")
+        for family in ("model_battle", "scaling", "cross_lingual", "parity", "structural")
         for ext in ("png", "pdf", "csv")
+    ] + [
+        f"results/figures/loss/{m.removeprefix('results/models/ft/')}.png"
+        for m in finetuned_models()
     ]
 
 
@@ -76,6 +81,52 @@ def generation_env():
     if config["generation"]["engine"] == "vllm":
         return "../envs/vllm.yaml"
     return "../envs/evaluate.yaml"
+
+
+def result_targets():
+    """Tables beside metrics.csv: comparisons, leakage and the provenance manifest."""
+    return [
+        f"results/metrics/{name}"
+        for name in ("cells.csv", "comparisons.csv", "leakage.csv", "manifest.json")
+    ]
+
+
+def tested_levels():
+    """Every (language, level) that an experiment evaluates."""
+    return sorted({(c["lang"], c["level"]) for c in CELLS})
+
+
+def leakage_inputs(wildcards):
+    tested = tested_levels()
+    return {
+        "levels": [f"results/splits/{lang}/level{level}.json" for lang, level in tested],
+        "train": [f"results/prompts/train/{t}.jsonl" for t in finetuned_train_sets()],
+    }
+
+
+def finetuned_train_sets():
+    return sorted({c["train_set"] for c in CELLS if c["train_set"] != "base"})
+
+
+def manifest_inputs(wildcards):
+    """Everything the numbers came from: models, splits, prompts, and the tables themselves."""
+    models = sorted({c["model"] for c in CELLS})
+    return {
+        "base": [f"results/models/base/{m}" for m in models],
+        "finetuned": finetuned_models(),
+        "splits": [f"results/splits/{lang}/{n}.json" for lang in LANGS for n in ("train", "valid")]
+        + [f"results/splits/{lang}/level{level}.json" for lang, level in tested_levels()],
+        "prompts": sorted(
+            {f"results/prompts/test/{c['lang']}/L{c['level']}_{c['mode']}.jsonl" for c in CELLS}
+        )
+        + [f"results/prompts/train/{t}.jsonl" for t in finetuned_train_sets()],
+        "tables": [
+            "results/metrics/metrics.csv",
+            "results/metrics/cells.csv",
+            "results/metrics/comparisons.csv",
+            "results/metrics/leakage.csv",
+        ],
+    }
 
 
 def model_spec(wildcards):

@@ -49,9 +49,14 @@ rule metrics:
     input:
         score_files(),
     output:
-        report(
+        seeds=report(
             "results/metrics/metrics.csv",
             caption="../report/metrics.rst",
+            category="Metrics",
+        ),
+        cells=report(
+            "results/metrics/cells.csv",
+            caption="../report/cells.rst",
             category="Metrics",
         ),
     log:
@@ -64,8 +69,80 @@ rule metrics:
     resources:
         mem_mb=2000,
         runtime=10,
+    script:
+        "../scripts/metrics_table.py"
+
+
+rule comparisons:
+    input:
+        score_files(),
+    output:
+        report(
+            "results/metrics/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/comparisons.log",
+    benchmark:
+        "benchmarks/comparisons.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
+        comparisons=COMPARISONS,
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
     script:
-        "../scripts/metrics_table.py"
+        "../scripts/comparisons.py"
+
+
+rule leakage:
+    input:
+        unpack(leakage_inputs),
+    output:
+        report(
+            "results/metrics/leakage.csv",
+            caption="../report/leakage.rst",
+            category="Metrics",
+        ),
+    log:
+        "logs/leakage.log",
+    benchmark:
+        "benchmarks/leakage.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        max_items=config["evaluation"]["max_items"],
+        seed=config["seed"],
+    script:
+        "../scripts/leakage.py"
+
+
+rule manifest:
+    input:
+        unpack(manifest_inputs),
+    output:
+        "results/metrics/manifest.json",
+    log:
+        "logs/manifest.log",
+    benchmark:
+        "benchmarks/manifest.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        config=config,
+        root=workflow.basedir,
+    script:
+        "../scripts/manifest.py"

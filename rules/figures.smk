@@ -1,6 +1,6 @@
 rule figure:
     input:
-        metrics="results/metrics/metrics.csv",
+        cells="results/metrics/cells.csv",
         reference=REFERENCE,
     output:
         png=report(
@@ -64,3 +64,27 @@ rule figures_paper:
             family=["model_battle", "scaling", "cross_lingual"],
             ext=["png", "pdf", "csv"],
         ),
+
+
+rule loss_curve:
+    input:
+        "results/train_logs/{model}/{trainset}.csv",
+    output:
+        report(
+            "results/figures/loss/{model}/{trainset}.png",
+            caption="../report/loss_curve.rst",
+            category="Training",
+            labels={"model": "{model}", "train set": "{trainset}"},
+        ),
+    log:
+        "logs/figures/loss_{model}_{trainset}.log",
+    benchmark:
+        "benchmarks/figures/loss_{model}_{trainset}.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/plot_loss.py"

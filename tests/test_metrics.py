@@ -10,10 +10,11 @@ import urllib.parse
 
 import pytest
 from conftest import ROOT
+from scipy.stats import binomtest
 
 from apipack.data import format_output
 from apipack.languages import BY_TARGET, LANGUAGES
-from apipack.metrics import bootstrap_ci, score_pair, similar
+from apipack.metrics import cell_table, metrics_table, score_pair, similar
 from apipack.score import score_rows
 
 
@@ -110,11 +111,31 @@ def test_fast_similarity_equals_plain_ratio():
         assert similar(a, b) == (difflib.SequenceMatcher(None, a, b).ratio() > 0.9)
 
 
-def test_bootstrap_interval_is_seeded_and_brackets_the_mean():
-    values = [True] * 30 + [False] * 70
-    lo, hi = bootstrap_ci(values, 500, seed=3)
-    assert (lo, hi) == bootstrap_ci(values, 500, seed=3)
-    assert lo < 0.3 < hi and 0.15 < lo and hi < 0.45
+def _score_file(path, outcomes: list[tuple[str, bool]]):
+    """A score file of one cell: (unique_id, host match) per item, every other field False."""
+    from apipack.files import write_jsonl
+
+    fields = ("endpoint", "api_call", "method", "path", "query", "headers", "body")
+    rows = [{"unique_id": uid, "host_match": hit, **{f"{f}_match": False for f in fields},
+             "error": "wrong_path" if hit else "wrong_host"} for uid, hit in outcomes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(path, rows)
+    return str(path)
+
+
+def test_tables_give_wilson_intervals_per_seed_and_over_seeds(tmp_path):
+    cell = tmp_path / "scores/m/ft/python"
+    s0 = _score_file(cell / "L1_zero_shot_s0.jsonl", [("a", True), ("b", True), ("c", False), ("d", False)])
+    s1 = _score_file(cell / "L1_zero_shot_s1.jsonl", [("a", True), ("b", False), ("c", False), ("d", False)])
+    per_seed = metrics_table([s0, s1]).set_index("seed")
+    ci = binomtest(2, 4).proportion_ci(method="wilson")
+    assert per_seed.loc[0, ["host_lo", "host_hi"]].tolist() == pytest.approx([ci.low, ci.high])
+    zero = binomtest(0, 4).proportion_ci(method="wilson")  # 0/n: a non-zero upper bound
+    assert per_seed.loc[1, "endpoint_hi"] == pytest.approx(zero.high) and zero.high > 0.4
+    assert per_seed.loc[0, "error_wrong_host"] == 2
+    cells = cell_table([s0, s1])
+    assert len(cells) == 1 and cells.loc[0, "seeds"] == 2 and cells.loc[0, "n"] == 4
+    assert cells.loc[0, "host_acc"] == pytest.approx(3 / 8)  # items a: 1, b: 0.5, c and d: 0
 
 
 def test_score_cli(tmp_path, snippets):
@@ -139,3 +160,21 @@ def test_score_cli_rejects_bad_rows(tmp_path):
     assert res.returncode == 2 and "line 1: field 'lang'" in res.stderr
     with pytest.raises(ValueError, match="field 'output'"):
         score_rows([{"lang": "curl", "ground_truth": ""}])
+
+
+def test_rows_the_reference_would_drop_stay_in_the_denominator_and_are_counted(tmp_path):
+    """eval.py skips (try/except: continue) rows without api_name or whose gold has no path;
+    here they count as items, and the metrics table reports how many there were."""
+    gold = wrap('curl --request GET --url https://a.example.com/v1/x', "curl")
+    rows = [{"lang": "curl", "output": gold, "ground_truth": gold, "unique_id": "u0", "api_name": "A"},
+            {"lang": "curl", "output": "", "ground_truth": gold, "unique_id": "u1"},
+            {"lang": "curl", "output": "", "ground_truth": gold, "unique_id": "u2", "api_name": "A",
+             "api_call_data": {"path": None}}]
+    scored = score_rows(rows)
+    assert [r["reference_skip"] for r in scored] == [False, True, True]
+    path = tmp_path / "scores/m/base/curl/L3_zero_shot_s0.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in scored))
+    table = metrics_table([str(path)]).iloc[0]
+    assert table["n"] == 3 and table["reference_skips"] == 2
+    assert table["api_call_acc"] == pytest.approx(1 / 3)  # the reference would print 1/1

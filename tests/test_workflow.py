@@ -1,6 +1,8 @@
 """The whole workflow: lint, formatting, paper-grid plan, and a tiny end-to-end run (twice)."""
 
 import filecmp
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from apipack.files import read_json
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity")
+FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity", "structural")
 
 
 # Shell rules call `python`/`accelerate` from PATH, as under `make`: the venv comes first.
@@ -98,6 +100,26 @@ def test_figures_exist_and_agree_with_the_metrics_table(run_a):
             assert ours["api_call_acc"] == pytest.approx(row["api_call_acc"], abs=1e-4), family
 
 
+def test_comparisons_leakage_and_manifest(run_a):
+    comps = pd.read_csv(run_a / "results/metrics/comparisons.csv")
+    assert set(comps["metric"]) == {"endpoint", "api_call", "method", "host", "path"}
+    assert {"finetune_vs_base", "level", "scaling", "mixture_vs_curl"} <= set(comps["claim"])
+    assert (comps["p_holm"] >= comps["p_value"] - 1e-12).all() and comps["p_value"].between(0, 1).all()
+    assert (comps.loc[comps["paired"], "n_a"] == comps.loc[comps["paired"], "n_b"]).all()
+    cells = pd.read_csv(run_a / "results/metrics/cells.csv")
+    zero = cells[cells["api_call_acc"] == 0]
+    assert (zero["api_call_hi"] > 0).all()  # 0/n is not [0, 0]
+    leak = pd.read_csv(run_a / "results/metrics/leakage.csv")
+    assert set(leak["train_set"]) == {"python", "python-s", "curl", "curl-mix"}
+    assert leak[["item_in_train", "call_in_train", "instruction_in_train"]].stack().between(0, 1).all()
+    manifest = json.loads((run_a / "results/metrics/manifest.json").read_text())
+    assert manifest["git"]["commit"] and manifest["packages"]["statsmodels"]
+    assert set(manifest["models"]) == {"base/tiny", "ft/tiny/python", "ft/tiny/python-s", "ft/tiny/curl", "ft/tiny/curl-mix"}
+    for path, digest in manifest["files"].items():
+        assert hashlib.sha256((run_a / path).read_bytes()).hexdigest() == digest, path
+    assert any(p.startswith("results/splits/python/level1") for p in manifest["files"])
+
+
 def test_built_data_is_in_the_published_format(run_a):
     for lang in ("curl", "python", "java"):
         loaded = load_instances(run_a / f"results/data/raw/total_data_cleaned_{lang}.json", lang)
@@ -109,6 +131,7 @@ def test_built_data_is_in_the_published_format(run_a):
 
 def test_two_runs_are_byte_identical(run_a, run_b):
     files = ["results/metrics/metrics.csv", "results/splits/statistics.csv"]
+    files += [f"results/metrics/{name}" for name in ("cells.csv", "comparisons.csv", "leakage.csv")]
     files += [str(p.relative_to(run_a)) for p in (run_a / "results/splits").rglob("manifest.json")]
     files += [str(p.relative_to(run_a)) for p in (run_a / "results/prompts").rglob("*.jsonl")]
     assert len(files) > 10

