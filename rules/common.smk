@@ -111,8 +111,9 @@ def finetuned_train_sets():
 def manifest_inputs(wildcards):
     """Everything the numbers came from: models, splits, prompts, and the tables themselves."""
     models = sorted({c["model"] for c in CELLS})
+    local = [m for m in models if config["models"][m]["source"] != "openai"]  # APIs: no files
     return {
-        "base": [f"results/models/base/{m}" for m in models],
+        "base": [f"results/models/base/{m}" for m in local],
         "finetuned": finetuned_models(),
         "splits": [f"results/splits/{lang}/{n}.json" for lang in LANGS for n in ("train", "valid")]
         + [f"results/splits/{lang}/level{level}.json" for lang, level in tested_levels()],

@@ -90,10 +90,16 @@ def test_paper_config_holds_the_papers_settings(checkout):
 
 
 def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
-    out = snakemake(checkout, "-n", "--configfile", PAPER)
+    out = snakemake(checkout, "-n", "-p", "--configfile", PAPER)  # = make dry-run
     stats = job_stats(out)
     assert (stats["finetune"], stats["download_dataset"], stats["prepare_model"]) == (15, 10, 6)
     assert stats["generate"] == 205  # 203 cells of local models + the 2 GPT cells
+    assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
+    (checkout / "multi_node.yaml").write_text("finetune: {nodes: 2}\n")
+    out = snakemake(checkout, "-n", "-p", "--configfile", PAPER, "multi_node.yaml")
+    assert "gres=gpu:8" in out and "nodes=2" in out and "tasks=2" in out and "mpi=srun" in out
+    assert ("srun --nodes 2 --ntasks-per-node 1 --kill-on-bad-exit 1 bash -c 'accelerate launch --config_file" in out
+            and "--num_processes 16 --num_machines 2 --machine_rank $SLURM_NODEID" in out)
     out = snakemake(checkout, "download", "-n", "--cores", "4", "--configfile", PAPER)
     assert job_stats(out) == {"download_dataset": 10, "prepare_model": 6, "download": 1, "total": 17}
 
