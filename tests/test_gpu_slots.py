@@ -55,3 +55,13 @@ def test_too_many_gpus_and_slurm_jobs(tmp_path):
         env=slurm, capture_output=True, text=True,
     ).stdout
     assert out.strip() == "3,4"
+
+
+def test_a_machine_without_gpus_runs_the_processes_on_the_cpu(tmp_path):
+    """The CPU rehearsal asks for 2 "GPUs" (processes); with none visible nothing is claimed."""
+    env = workstation_env(tmp_path, "")
+    res = subprocess.run([sys.executable, "-m", "apipack.gpu_slots", "2", "--", sys.executable, "-c", JOB],
+                         env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and "run on the CPU" in res.stderr
+    assert res.stdout.strip() == ""  # CUDA_VISIBLE_DEVICES stays as it was (empty)
+    assert not list((tmp_path / "locks").glob("*.lock"))

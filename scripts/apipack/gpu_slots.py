@@ -43,12 +43,16 @@ def lock_dir() -> Path:
 def claim(n: int, timeout: float = 600.0, poll: float = 1.0) -> list[str]:
     """Lock ``n`` free GPUs, set CUDA_VISIBLE_DEVICES to them and return their ids.
 
-    No-op (returns []) for ``n == 0`` and inside a SLURM job. Waits up to ``timeout`` seconds
-    for GPUs that other jobs still hold.
+    No-op (returns []) for ``n == 0``, inside a SLURM job, and on a machine without GPUs, where
+    ``n`` processes share the CPU (the CPU rehearsal). Waits up to ``timeout`` seconds for GPUs
+    that other jobs still hold.
     """
     if n <= 0 or os.environ.get("SLURM_JOB_ID"):
         return []
     pool = visible_gpus()
+    if not pool:
+        print(f"no GPU visible: the job's {n} processes run on the CPU", file=sys.stderr, flush=True)
+        return []
     if len(pool) < n:
         raise RuntimeError(
             f"this job asks for {n} GPU(s) but only {len(pool)} are visible "
