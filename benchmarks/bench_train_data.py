@@ -63,6 +63,13 @@ def training_file(path: Path, per_language: int, seed: int) -> int:
     return n
 
 
+def resident_now() -> dict:
+    """Resident memory at the end, split into the process's own (anonymous) memory and pages of
+    mapped files (the Arrow cache: shared between ranks, dropped by the kernel under pressure)."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return {f"{k.lower()}_mb": int(fields[k].split()[0]) // 1024 for k in ("RssAnon", "RssFile")}
+
+
 def rank_main(a: argparse.Namespace) -> None:
     """One rank: build or map the tokenized set as apipack.train.run does, then read from it."""
     import random
@@ -88,6 +95,7 @@ def rank_main(a: argparse.Namespace) -> None:
             resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))),
         "tokens": int(lengths.sum()), "max_len": int(lengths.max()),
         "mapped": all(Path(f["filename"]).is_file() for f in data.cache_files),
+        **resident_now(),
     }), flush=True)
 
 
