@@ -6,7 +6,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from apipack.comparisons import declared  # noqa: E402
-from apipack.config import check_references, experiment_cells  # noqa: E402
+from apipack.config import check_references, experiment_cells, figure_families  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
 
 validate(config, "../schemas/config.schema.yaml")
@@ -53,7 +53,7 @@ def generation_files(kind="generations"):
 def figure_targets():
     return [
         f"results/figures/{family}.{ext}"
-        for family in ("model_battle", "scaling", "cross_lingual", "parity", "structural")
+        for family in figure_families(config)
         for ext in ("png", "pdf", "csv")
     ] + [
         f"results/figures/loss/{m.removeprefix('results/models/ft/')}.png"

@@ -124,7 +124,8 @@ def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 60
             assert time.time() - start < timeout, "no checkpoint in time"
             time.sleep(0.5)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (root / FT_SET).exists()
 

@@ -86,3 +86,21 @@ def write_config(config: dict, path: str) -> None:
 
     with atomic_open(path) as fh:
         yaml.safe_dump(config, fh, sort_keys=True, allow_unicode=True)
+
+
+def figure_families(config: dict) -> list[str]:
+    """The figure families that at least one experiment cell fills (no figure without data)."""
+    cells, figures = experiment_cells(config), config["figures"]
+    battle = {figures["model_battle_train_set"], "base"}
+    scaling = {t for sizes in figures["scaling"].values() for t in sizes}
+    cross = figures["cross_lingual"]
+    series, experts = set(cross["series"].values()), set(cross["experts"].items())
+    fills = {
+        "model_battle": lambda c: c["train_set"] in battle and c["lang"] == figures["model_battle_language"],
+        "scaling": lambda c: c["train_set"] in scaling and c["lang"] in figures["scaling"],
+        "cross_lingual": lambda c: c["level"] == 3
+        and (c["train_set"] in series or (c["lang"], c["train_set"]) in experts),
+        "parity": lambda c: True,
+        "structural": lambda c: True,
+    }
+    return [family for family, fill in fills.items() if any(fill(c) for c in cells)]

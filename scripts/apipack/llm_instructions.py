@@ -139,8 +139,15 @@ def openai_sampler(api: dict, n: int, max_new_tokens: int, temperature: float) -
     """``n`` chat completions per prompt from an OpenAI-compatible server."""
     from .generate import OpenAIEngine
 
+    spec = {
+        "source": "openai",
+        "base_url": api["base_url"],
+        "api_model": api["model"],
+        "api_key_env": api["api_key_env"],
+        "require_key": api.get("require_key", True),
+    }
     engine = OpenAIEngine(
-        {"openai": api, "max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature}
+        spec, {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature}
     )
     return lambda prompts, seed: [[engine([p], seed + k)[0] for k in range(n)] for p in prompts]
 
