@@ -246,6 +246,8 @@ def structural(df: pd.DataFrame, title: str):
     sub = df[df["role"] == "structural"].sort_values(["level", "train_set"]).copy()
     several = sub["model"].nunique() > 1
     sub["series"] = (sub["model"] + "/" if several else "") + sub["train_set"].astype(str)
+    if sub["lang"].nunique() > 1:  # one bar per model and language: no two bars share a slot
+        sub["series"] += " on " + sub["lang"].astype(str)
     sub["level_name"] = "Level " + sub["level"].astype(str)
     keys = [(mode, field) for mode in _modes(sub) for field in FIELDS]
     fig, axes = _panels(len(keys), 3, (5.2, 3.8))
