@@ -55,6 +55,15 @@ def snippets() -> dict[str, str]:
     return json.loads((FIXTURES / "openapi_snippet_patch.json").read_text())
 
 
+def job_stats(out: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a (dry) run: {rule: count}; {} when nothing is to be done."""
+    if "Job stats:" not in out:
+        return {}
+    lines = out.split("Job stats:")[1].splitlines()[3:]
+    table = lines[: next(i for i, line in enumerate(lines) if not line.strip())]
+    return {rule: int(n) for rule, n in (line.split() for line in table)}
+
+
 def write_json(path: Path, obj) -> Path:
     path.write_text(json.dumps(obj), encoding="utf-8")
     return path

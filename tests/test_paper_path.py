@@ -8,7 +8,7 @@ The workflow runs in a copy of the checkout (tracked and untracked files, no res
 root, exactly as the README says; a copy so that the developer's own results/ stay untouched.
 """
 
-import json
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, chat_server
+from conftest import ROOT, chat_server, job_stats
 
 from apipack.files import read_jsonl
 
@@ -48,13 +48,6 @@ def snakemake(cwd: Path, *args, check=True) -> str:
     if check and res.returncode:
         raise AssertionError(out[-6000:])
     return out
-
-
-def job_stats(out: str) -> dict[str, int]:
-    """Snakemake's "Job stats" table of a (dry) run: {rule: count}."""
-    lines = out.split("Job stats:")[1].splitlines()[3:]
-    table = lines[: next(i for i, line in enumerate(lines) if not line.strip())]
-    return {rule: int(n) for rule, n in (line.split() for line in table)}
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +106,22 @@ def configs(*extra: Path) -> list[str]:
     return ["--configfile", PAPER, REHEARSAL, *map(str, extra)]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, grandchildren, ...), read from /proc."""
+    parent = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parent[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        kids = [p for p, pp in parent.items() if pp == current]
+        found += kids
+        todo += kids
+    return found
+
+
 def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 600) -> None:
     """Run the training job and kill -9 the whole workflow once a complete checkpoint exists."""
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", FT_SET, "--cores", "2", *args], cwd=root,
@@ -123,9 +132,10 @@ def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 60
             assert proc.poll() is None, "the workflow ended before its first checkpoint"
             assert time.time() - start < timeout, "no checkpoint in time"
             time.sleep(0.5)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    finally:  # every process of the workflow, as a node failure would: torchrun starts its
+        for pid in [proc.pid, *descendants(proc.pid)]:  # workers in sessions of their own
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         proc.wait()
     assert not (root / FT_SET).exists()
 

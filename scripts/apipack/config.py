@@ -92,12 +92,11 @@ def figure_families(config: dict) -> list[str]:
     """The figure families that at least one experiment cell fills (no figure without data)."""
     cells, figures = experiment_cells(config), config["figures"]
     battle = {figures["model_battle_train_set"], "base"}
-    scaling = {t for sizes in figures["scaling"].values() for t in sizes}
     cross = figures["cross_lingual"]
     series, experts = set(cross["series"].values()), set(cross["experts"].items())
     fills = {
         "model_battle": lambda c: c["train_set"] in battle and c["lang"] == figures["model_battle_language"],
-        "scaling": lambda c: c["train_set"] in scaling and c["lang"] in figures["scaling"],
+        "scaling": lambda c: c["train_set"] in figures["scaling"].get(c["lang"], {}),
         "cross_lingual": lambda c: c["level"] == 3
         and (c["train_set"] in series or (c["lang"], c["train_set"]) in experts),
         "parity": lambda c: True,

@@ -57,9 +57,10 @@ def our_results(cells: pd.DataFrame, figures: dict) -> pd.DataFrame:
         roles.setdefault(figures["model_battle_train_set"], []).append("model_battle")
     for label, ts in figures.get("cross_lingual", {}).get("series", {}).items():
         roles.setdefault(ts, []).append({"cURL": "curl_only", "Mixture": "mixture"}.get(label, label))
-    sizes = {ts: n for per_lang in figures.get("scaling", {}).values() for ts, n in per_lang.items()}
+    scaling = figures.get("scaling", {})
     rows = []
     for _, row in cells.iterrows():
+        sizes = scaling.get(row["lang"], {})  # a language's curve: its own training sets only
         base = {**row.to_dict(), "train_size": sizes.get(row["train_set"], pd.NA)}
         for role in roles.get(row["train_set"], []) + (["scaling"] if row["train_set"] in sizes else []):
             rows.append({**base, "role": role})
