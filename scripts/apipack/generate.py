@@ -76,10 +76,10 @@ class HFEngine:
     def encode(self, prompts: Sequence[str]):
         """Prompt ids as at training, cut on the left (the task is at the end) to
         ``max_prompt_tokens``, left-padded into one batch."""
-        from .models import prompt_ids
+        from .models import token_ids
 
         keep = self.gen["max_prompt_tokens"] - len(self.prefix)
-        ids = [self.prefix + prompt_ids(self.tok, p, [])[-keep:] for p in prompts]
+        ids = [self.prefix + t[-keep:] for t in token_ids(self.tok, list(prompts))]
         return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
