@@ -14,6 +14,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from apipack.config import figure_families
+
 
 def cluster_up() -> bool:
     if shutil.which("sinfo") is None:
@@ -59,8 +61,12 @@ def test_tiny_workflow_runs_through_slurm(tmp_path):
     assert "slurm" in out.lower() and "Job " in out
     metrics = pd.read_csv(tmp_path / "run/results/metrics/metrics.csv")
     assert len(metrics) == 1 and metrics.loc[0, "n"] == 3
-    for fam in ("model_battle", "scaling", "cross_lingual", "parity"):
-        assert (tmp_path / f"run/results/figures/{fam}.png").stat().st_size > 0
+    # One fine-tuned Python cell at level 3: the families it fills are drawn, and no other.
+    families = figure_families(yaml.safe_load((tmp_path / "run/results/config.yaml").read_text()))
+    assert {"model_battle", "parity", "structural"} <= set(families)
+    drawn = sorted(p.stem for p in (tmp_path / "run/results/figures").glob("*.png"))
+    assert drawn == sorted(families)
+    assert all((tmp_path / f"run/results/figures/{fam}.png").stat().st_size > 0 for fam in families)
     assert (tmp_path / "run/results/models/ft/tiny/python/adapter_model.safetensors").is_file()
 
 
