@@ -19,7 +19,7 @@ from apipack.score import score_rows
 
 
 def reference_score(lang: str, output: str, gold: str) -> tuple[bool, bool]:
-    """The reference eval_combine.py logic, written out plainly (reference-repo.md 6)."""
+    """The reference eval_combine.py logic, written out plainly (docs/reference.md 6)."""
     sim = lambda a, b: difflib.SequenceMatcher(None, a, b).ratio()  # noqa: E731
     grab = lambda t: (re.search(r"\**api_call\**:(.*?)\n\**api_provider\**", t, re.DOTALL) or [None, ""])[1]  # noqa: E731
     p, g = grab(output), grab(gold)

@@ -1,6 +1,6 @@
 """The published API Pack instance format: build, validate and load ``total_data_cleaned_{lang}.json``.
 
-Format (reference-repo.md 1.1)::
+Format (docs/reference.md 1.1)::
 
     {"api_name", "api_description",
      "api_call_data": {"api_call", "lang", "functionality", "api_arguments", "description",

@@ -1,7 +1,7 @@
 """The ten API Pack languages: file keys, published labels, snippet targets and regexes.
 
 One table so that the builder, the validator, the splits and the scorer agree on every name.
-The eval regexes are those of the reference ``eval_combine.py`` (reference-repo.md 1.2, 6).
+The eval regexes are those of the reference ``eval_combine.py`` (docs/reference.md 1.2, 6).
 """
 
 from __future__ import annotations

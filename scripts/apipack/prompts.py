@@ -1,4 +1,4 @@
-"""Prompt formats of the reference ``data_aug.py`` (reference-repo.md section 3), one registry.
+"""Prompt formats of the reference ``data_aug.py`` (docs/reference.md section 3), one registry.
 
 Training: ``simple`` (0-shot form) and ``fewshot`` (3 random training rows with the same
 ``api_description``); a training set holds each instance once in each form (``combined``).

@@ -1,4 +1,4 @@
-"""The paper's three test levels (reference-repo.md section 2), deterministic and linear-time.
+"""The paper's three test levels (docs/reference.md section 2), deterministic and linear-time.
 
 Level 1: the first ``level1.size`` instances of ``total[:level1.pool]`` whose API has more than
 ``level1.min_api_count - 1`` instances; they stay in training and are queried with
@@ -116,7 +116,7 @@ def manifest(splits: Splits) -> dict[str, list[str]]:
     }
 
 
-# Distinct test APIs per level in the reference's published splits (reference-repo.md 2).
+# Distinct test APIs per level in the reference's published splits (docs/reference.md 2).
 REFERENCE_TEST_APIS = {
     "curl": (55, 886, 69),
     "python": (54, 900, 116),
