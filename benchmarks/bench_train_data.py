@@ -80,7 +80,7 @@ def rank_main(a: argparse.Namespace) -> None:
 
     state = PartialState(cpu=True, timeout=timedelta(hours=3))  # gloo: no GPU here
     start = time.perf_counter()
-    data = training_data(a.train_file, a.tokenizer, {"cutoff_len": a.cutoff}, Path(a.cache), state)
+    data = training_data(a.train_file, a.tokenizer, a.cutoff, False, Path(a.cache), state)
     seconds = time.perf_counter() - start
     rng = random.Random(state.process_index)
     sample = [data[i] for i in rng.sample(range(len(data)), min(len(data), 10_000))]

@@ -35,13 +35,15 @@ def read_args(path: Path) -> list[str]:
 def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     """Run the finetune job through profiles/slurm; return the sbatch arguments."""
     bin_dir, log, run = tmp_path / "bin", tmp_path / "log", tmp_path / "run"
-    for folder in (bin_dir, log, run / "results/prompts/train", run / "results/models/base/tiny"):
+    for folder in (bin_dir, log, run / "results/prompts/train", run / "results/models/base/tiny",
+                   run / "results/settings/finetune"):
         folder.mkdir(parents=True)
     for name, body in SHIMS.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
     (run / "results/prompts/train/python.jsonl").write_text("{}\n")
     (run / "results/models/base/tiny/config.json").write_text("{}")
+    (run / "results/settings/finetune/tiny.json").write_text("{}")
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     config["finetune"].update(gpus=gpus, nodes=nodes)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -10,6 +10,7 @@ import filecmp
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,15 +134,73 @@ def test_two_runs_are_byte_identical(run_a, run_b):
         assert filecmp.cmp(run_a / f, run_b / f, shallow=False), f
 
 
-def test_no_retraining_for_unrelated_changes(run_a, tmp_path):
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(TINY), "--directory", str(run_a))
-    text = TINY.read_text()
-    assert "  model_battle_train_set: python\n" in text
-    changed = tmp_path / "changed.yaml"  # an edit by hand: key order and comments stay
-    changed.write_text(text.replace("  model_battle_train_set: python\n",
-                                    "  model_battle_train_set: python\n  model_battle_language: curl\n"))
-    jobs = job_stats(snakemake("-n", "--configfile", str(changed), "--directory", str(run_a)))
-    assert "figure" in jobs and "finetune" not in jobs and "generate" not in jobs
+# Every config edit reruns the two records of the config (effective_config, manifest) and `all`.
+RECORDS = {"effective_config", "manifest", "all"}
+AFTER_SCORES = {"score", "metrics", "comparisons", "figure"}  # what follows new or changed scores
+
+
+def changed_config(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(TINY.read_text())
+    edit(cfg)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def rerun(run: Path, config: Path, *args) -> dict[str, int]:
+    return job_stats(snakemake("-n", "--configfile", str(config), "--directory", str(run), *args))
+
+
+# (what changes, config edit, jobs that rerun: {rule: count} or, for the rules given as a set, any count)
+RERUNS = [
+    ("logging interval", lambda c: c["finetune"].update(logging_steps=2), {}),
+    ("save interval", lambda c: c["finetune"].update(save_steps=3), {}),
+    ("GPU count", lambda c: c["finetune"].update(gpus=2, accelerate_config="configs/accelerate/fsdp.yaml"), {}),
+    ("nodes", lambda c: c["finetune"].update(nodes=2, gpus=4), {}),
+    ("per-device batch", lambda c: c["finetune"].update(per_device_batch=2), {}),
+    ("generation GPUs", lambda c: c["generation"].update(gpus=1), {}),
+    ("reranker depth without a reranker", lambda c: c["prompts"]["retrieval"].update(reranker={"top": 9}), {}),
+    ("a figures key", lambda c: c["figures"].update(model_battle_language="curl"), {"figure": 5}),
+    # a new seed: its own 15 generations, not the existing ones
+    ("a sampling seed", lambda c: c["generation"].update(seeds=[0, 1]),
+     {"generate": 15, "score": 15, "metrics": 1, "comparisons": 1, "figure": 5}),
+    # retrieval: the 3 retrieval 3-shot cells (python, levels 1-3) and what follows them
+    ("retrieval embedder", lambda c: c["prompts"]["retrieval"].update(embedder="bm25"),
+     {"eval_prompts": 3, "generate": 3, "score": 3, "metrics": 1, "comparisons": 1, "figure": 5}),
+    ("retrieval batch size", lambda c: c["prompts"]["retrieval"].update(batch_size=2),
+     {"embed": 1, "eval_prompts": 3, "generate": 3, "score": 3, "metrics": 1, "comparisons": 1, "figure": 5}),
+    ("the learning rate", lambda c: c["finetune"].update(learning_rate=0.002),
+     {"finetune_settings": 1, "finetune": 4, "loss_curve": 4, "generate": 13, "score": 13, "metrics": 1,
+      "comparisons": 1, "figure": 5}),
+]
+
+
+@pytest.mark.parametrize("edit,expected", [r[1:] for r in RERUNS], ids=[r[0] for r in RERUNS])
+def test_a_config_change_reruns_exactly_the_jobs_that_depend_on_it(run_a, tmp_path, edit, expected):
+    assert rerun(run_a, TINY) == {}
+    jobs = rerun(run_a, changed_config(tmp_path, edit))
+    assert {rule: n for rule, n in jobs.items() if rule not in RECORDS} == expected
+    assert set(jobs) >= RECORDS
+
+
+def test_a_change_in_metric_code_rescores_but_never_retrains(run_a, tmp_path):
+    """A copy of the workflow, once as it is and once with a changed apipack/metrics.py."""
+    def copy(name: str) -> Path:
+        wf = tmp_path / name
+        for part in ("Snakefile", "rules", "scripts", "schemas", "profiles", "resources", "envs", "report",
+                     "configs"):
+            src = ROOT / part
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, wf / part)
+        return wf
+
+    same, changed = copy("same"), copy("changed")
+    with open(changed / "scripts/apipack/metrics.py", "a") as fh:
+        fh.write("\n# a fix in the metric code\n")
+    before = rerun(run_a, TINY, "--snakefile", str(same / "Snakefile"))
+    after = rerun(run_a, TINY, "--snakefile", str(changed / "Snakefile"))
+    assert "score" not in before  # the copy alone moves paths only (figure inputs, manifest)
+    assert after["score"] == 15 and after["metrics"] == after["comparisons"] == 1 and "figure" in after
+    assert not {"finetune", "generate", "eval_prompts", "train_set", "splits"} & set(after)
 
 
 def test_report_builds(run_a):
