@@ -44,4 +44,4 @@ format: venv
 	$(BIN)/snakefmt .
 
 clean:
-	rm -rf results logs benchmarks/data benchmarks/splits .snakemake
+	rm -rf results logs .snakemake
