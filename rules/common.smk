@@ -9,6 +9,7 @@ from apipack.config import check_references, experiment_cells, figure_families  
 from apipack.languages import LANGUAGES  # noqa: E402
 from apipack import settings  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
+from apipack.splits import SplitParams  # noqa: E402
 from apipack.settings import (  # noqa: E402
     GenerationSettings,
     PromptSettings,
@@ -148,10 +149,6 @@ def spec_selection():
 
 def build_settings():
     return settings.build_settings(config)
-
-
-def split_seed():
-    return settings.split_seed(config)
 
 
 def code_version(script):

@@ -19,10 +19,9 @@ rule splits:
         mem_mb=8000,
         runtime=30,
     params:
-        splits=config["splits"],
+        splits=SplitParams.from_config(config["splits"], config["seed"]).param(),
         policy=config["data"]["on_bad_record"],
         max_chars=config["data"]["max_field_chars"],
-        seed=split_seed(),
     script:
         "../scripts/splits.py"
 

@@ -24,8 +24,7 @@ class Settings:
     @classmethod
     def of(cls: type[S], param: dict[str, Any]) -> S:
         """From ``param()`` or its JSON (lists become the tuples of the fields)."""
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in param.items() if k in names})
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in param.items()})
 
 
 @dataclass(frozen=True)
@@ -194,8 +193,3 @@ def build_settings(config: dict) -> dict[str, Any]:
     build = config["data"]["build"]
     llm = {"llm": build["llm"]} if build["instructions"] != "template" else {}
     return {"instructions": build["instructions"], "max_call_chars": build["max_call_chars"], **llm}
-
-
-def split_seed(config: dict) -> int | None:
-    """The seed of the splits: used only to shuffle APIs (splits.order shuffle_apis)."""
-    return config["seed"] if config["splits"]["order"] == "shuffle_apis" else None
