@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from apipack.files import write_jsonl  # noqa: E402
 from apipack.languages import LANG_KEYS  # noqa: E402
 from apipack.prompts import Truncator, group_by, training_records  # noqa: E402
 from apipack.splits import SplitParams, make_splits, order_instances  # noqa: E402

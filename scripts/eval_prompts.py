@@ -1,7 +1,7 @@
 """Rule eval_prompts: the prompts of one test cell (language, level, prompt mode)."""
 
-from apipack.files import read_json, write_jsonl
 from apipack.eval_prompts import eval_prompts
+from apipack.files import read_json, write_jsonl
 from apipack.rulelog import logged
 from apipack.settings import PromptSettings
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT
 
 PKG = ROOT / "scripts" / "apipack"
@@ -356,7 +357,8 @@ def test_rule_map_agrees_with_snakemake(tmp_path, config):
     static = rule_blocks()
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[ROOT / "config.yaml", tmp_path / "c.yaml"]),
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[ROOT / "config.yaml", tmp_path / "c.yaml"]),
             storage_settings=StorageSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT,
         )._workflow
         for rule in workflow.rules:

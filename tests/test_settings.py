@@ -4,7 +4,6 @@ import shutil
 from dataclasses import fields
 
 import yaml
-from conftest import ROOT
 
 from apipack.code_version import code_version, imported_modules
 from apipack.settings import (
@@ -15,6 +14,7 @@ from apipack.settings import (
     TrainSettings,
     model_source,
 )
+from conftest import ROOT
 
 SCRIPTS = ROOT / "scripts"
 CONFIG = {

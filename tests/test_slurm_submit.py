@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from conftest import ROOT
 
 SHIMS = {
@@ -54,7 +55,8 @@ def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     }
     cmd = [sys.executable, "-m", "snakemake", "results/models/ft/tiny/python",
            "--workflow-profile", "profiles/slurm", "--configfile", str(tmp_path / "config.yaml"),
-           "--directory", str(run), "--retries", "0", "--allowed-rules", "finetune", "--slurm-init-seconds-before-status-checks", "1",
+           "--directory", str(run), "--retries", "0", "--allowed-rules", "finetune",
+           "--slurm-init-seconds-before-status-checks", "1",
            "--default-resources", "slurm_account=testacct", "slurm_partition=cpu", "gpu=0"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert "stand-in sbatch" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]

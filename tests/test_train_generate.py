@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, chat_server, make_instance
 
 from apipack.files import fingerprint, read_jsonl, write_jsonl
 from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
@@ -29,6 +28,7 @@ from apipack.train import (
     training_args,
     training_data,
 )
+from conftest import ROOT, chat_server, make_instance
 
 FT = TrainSettings(
     method="lora", learning_rate=0.003, epochs=1, max_steps=30, global_batch=4, cutoff_len=256, warmup_ratio=0.0,

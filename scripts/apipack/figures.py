@@ -197,7 +197,8 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str, metrics: dict[str, s
     missing = [f"{LANGUAGES[lang].label} {MODES[mode]}" for lang in langs for mode in ("zero_shot", "retrieval_3shot")
                if (lang, mode) not in keys]
     missing += [f"{LANGUAGES[lang].label} {MODES[mode]} {_levels(absent)} at {n:,}"
-                for lang, mode in keys for n, g in sub[(sub["lang"] == lang) & (sub["mode"] == mode)].groupby("train_size")
+                for lang, mode in keys
+                for n, g in sub[(sub["lang"] == lang) & (sub["mode"] == mode)].groupby("train_size")
                 if (absent := {1, 2, 3} - set(g["level"]))]
     _note(fig, missing)
     fig.suptitle(title)
@@ -310,8 +311,8 @@ def loss_curve(log: pd.DataFrame, title: str, png: str) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss (completion tokens)")
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{title}: {log['loss'].iloc[0]:.2f} -> {log['loss'].iloc[-1]:.2f} in {int(log['step'].max())} steps",
-                     fontsize=9)
+        first, last, steps = log["loss"].iloc[0], log["loss"].iloc[-1], int(log["step"].max())
+        ax.set_title(f"{title}: {first:.2f} -> {last:.2f} in {steps} steps", fontsize=9)
         Path(png).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         plt.close(fig)

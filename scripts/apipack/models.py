@@ -118,8 +118,7 @@ def build_tiny_encoder(out: Path, corpus: Iterable[str], seed: int, hidden_size:
     loads as an embedder (``AutoModel``, CLS pooling) and as a cross-encoder, standing in for
     bge-large-en-v1.5 and bge-reranker-large."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
