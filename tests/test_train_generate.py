@@ -319,7 +319,7 @@ def test_openai_model_against_local_server(tmp_path, monkeypatch):
         spec = {**API, "base_url": url}
         monkeypatch.delenv("APIPACK_TEST_KEY", raising=False)
         with pytest.raises(RuntimeError, match="APIPACK_TEST_KEY"):
-            OpenAIEngine(spec, GEN)
+            OpenAIEngine(spec, GEN.max_new_tokens, 0.0)
         monkeypatch.setenv("APIPACK_TEST_KEY", "sk-secret-123")
         prompts = tmp_path / "p.jsonl"
         write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}"} for i in range(3)])
@@ -352,7 +352,7 @@ def test_openai_model_bounds_concurrency_and_retries(monkeypatch):
 
     monkeypatch.setenv("APIPACK_TEST_KEY", "k")
     with chat_server(reply) as (url, _):
-        engine = OpenAIEngine({**API, "base_url": url, "max_concurrency": 3, "retries": 2}, GEN)
+        engine = OpenAIEngine({**API, "base_url": url, "max_concurrency": 3, "retries": 2}, GEN.max_new_tokens, 0.0)
         out = engine([f"P{i}" for i in range(9)], 0)
     assert out == [f"re:P{i}" for i in range(9)]  # in prompt order
     assert state["peak"] == 3  # bounded, and used

@@ -162,7 +162,7 @@ class OpenAIEngine:
     Up to ``max_concurrency`` requests are in flight; the client retries failed requests
     (connection errors, 408/409/429/5xx) ``retries`` times with exponential backoff."""
 
-    def __init__(self, spec: dict, gen: GenerationSettings):
+    def __init__(self, spec: dict, max_new_tokens: int, temperature: float):
         from openai import OpenAI
 
         key = os.environ.get(spec["api_key_env"], "")
@@ -173,14 +173,14 @@ class OpenAIEngine:
         )
         self.model = spec["api_model"]
         self.workers = spec.get("max_concurrency", 8)
-        self.gen = gen
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature  # 0.0: greedy
 
     def complete(self, prompt: str, seed: int) -> str:
         resp = self.client.chat.completions.create(
             model=self.model,
             messages=[{"role": "user", "content": prompt}],
-            max_tokens=self.gen.max_new_tokens,
-            temperature=self.gen.temperature if self.gen.do_sample else 0.0,
+            max_tokens=self.max_new_tokens,
+            temperature=self.temperature,
             seed=seed,
         )
         return resp.choices[0].message.content or ""
@@ -198,7 +198,7 @@ def make_engine(
     """The engine of a model entry: its API for source ``openai``, else ``generation.engine``
     on the base model, with the fine-tuned adapter or full model if there is one."""
     if spec["source"] == "openai":
-        return OpenAIEngine(spec, gen)
+        return OpenAIEngine(spec, gen.max_new_tokens, gen.temperature if gen.do_sample else 0.0)
     if gen.engine == "hf":
         return HFEngine(base, finetuned, gen)
     if gen.engine == "vllm":
