@@ -33,15 +33,17 @@ report: venv
 paper-figures: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores 1 figures_paper
 
-test: venv
+test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
 
 lint: venv
-	$(BIN)/snakemake --lint
+	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check .
+	$(BIN)/snakemake --lint
 
 format: venv
+	$(BIN)/ruff check --fix .
 	$(BIN)/snakefmt .
 
 clean:
-	rm -rf results logs benchmarks/data benchmarks/splits .snakemake
+	rm -rf results logs .snakemake

@@ -59,7 +59,7 @@ rule effective_config:
     log:
         "logs/effective_config.log",
     benchmark:
-        "benchmarks/effective_config.tsv"
+        "logs/benchmarks/effective_config.tsv"
     conda:
         "envs/preprocess.yaml"
     threads: 1

@@ -17,6 +17,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from apipack.files import read_jsonl  # noqa: E402
 from apipack.generate import make_engine  # noqa: E402
+from apipack.settings import GenerationSettings  # noqa: E402
 
 
 def rate(engine, prompts: list[str], batch: int) -> tuple[float, list[str]]:
@@ -34,8 +35,10 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     a = ap.parse_args()
-    gen = {"max_new_tokens": a.max_new_tokens, "max_prompt_tokens": 4000, "do_sample": False, "temperature": 0.7}
-    engine = make_engine("hf", a.model, None, gen)
+    gen = GenerationSettings(engine="hf", batch_size=a.batch, max_new_tokens=a.max_new_tokens, max_prompt_tokens=4000,
+                             max_total_tokens=None, do_sample=False, temperature=None, dtype="float32",
+                             trust_remote_code=False)
+    engine = make_engine({"source": "local"}, a.model, None, gen)
     for path in a.prompts:
         rows = read_jsonl(path)
         prompts = [rows[i % len(rows)]["prompt"] for i in range(a.items)]

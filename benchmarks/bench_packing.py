@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,19 +21,20 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from apipack.settings import RunSettings, TrainSettings  # noqa: E402
 from apipack.train import run  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 
 
-def finetune_settings(config: Path, steps: int) -> dict:
-    """The config's finetune section with the schema's defaults, for a fixed number of steps."""
+def finetune_settings(config: Path, steps: int) -> tuple[TrainSettings, RunSettings]:
+    """The config's finetune settings with the schema's defaults, for a fixed number of steps."""
     from snakemake.utils import validate
 
     cfg = yaml.safe_load(config.read_text())
     validate(cfg, str(ROOT / "schemas/config.schema.yaml"))
-    ft = {**cfg["finetune"], "seed": cfg["seed"], "max_steps": steps, "save_steps": 10**6}
-    return {**ft, "group_by_length": False, "logging_steps": 1, "report_to": []}
+    ft = replace(TrainSettings.from_config(cfg), max_steps=steps, group_by_length=False)
+    return ft, replace(RunSettings.from_config(cfg), logging_steps=1, save_steps=10**6, report_to=())
 
 
 def peak_tflops(override: float | None) -> float | None:
@@ -52,10 +54,11 @@ def n_params(model_dir: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def measure(model: str, train: str, ft: dict, packing: bool, tmp: Path) -> dict:
+def measure(model: str, train: str, settings: tuple[TrainSettings, RunSettings], packing: bool, tmp: Path) -> dict:
     name = "packing" if packing else "padding"
     log = tmp / f"{name}.csv"
-    run(train, model, str(tmp / name / "out"), {**ft, "packing": packing}, str(tmp / name / "ckpt"), str(log))
+    ft, job = settings
+    run(train, model, str(tmp / name / "out"), replace(ft, packing=packing), job, str(tmp / name / "ckpt"), str(log))
     df = pd.read_csv(log)
     return {
         "collator": name,

@@ -1,5 +1,5 @@
 """Preprocessing at full dataset scale: a synthetic API Pack corpus (10 languages, 1.13M instances,
-realistic field lengths and API sizes) through what the splits, test_prompts and train_set rules
+realistic field lengths and API sizes) through what the splits, eval_prompts and train_set rules
 do (validation, levels, manifests, statistics, 0-shot and random 3-shot test prompts, training
 sets in both formats: every language whole, and the paper's Python and cURL subsets); embeddings
 excluded. Each language runs in its own process, --jobs at a time, as `snakemake --cores 2`
@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from apipack.data import api_file_name, format_output, load_instances  # noqa: E402
+from apipack.eval_prompts import examples_for  # noqa: E402
 from apipack.files import write_json, write_jsonl  # noqa: E402
 from apipack.languages import LANG_KEYS, LANGUAGES  # noqa: E402
 from apipack.prompts import (  # noqa: E402
     group_by,
     make_truncator,
-    random_examples,
     sample_items,
     select_subset,
     test_records,
@@ -105,8 +105,8 @@ def job(lang: str, n: int, seed: int, workdir: str, tokenizer: str | None) -> di
     by_api, k = group_by(total, "api_name"), prompts_cfg["k"]
     for level, items in splits.levels.items():
         items = sample_items(items, cfg["evaluation"]["max_items"], seed, lang, str(level))
-        pick = lambda it: random_examples(it, by_api[it["api_name"]], k, seed, lambda c: c["output"] != it["output"])  # noqa: E731
-        for mode, examples in (("zero_shot", None), ("random_3shot", pick)):
+        for mode in ("zero_shot", "random_3shot"):
+            examples = examples_for(mode, by_api, k, seed, None)
             recs = test_records(items, mode, examples, trunc, prompts_cfg["description_tokens"],
                                 prompts_cfg["fewshot_tokens"], lang, level)
             write_jsonl(folder / f"L{level}_{mode}.jsonl", recs)

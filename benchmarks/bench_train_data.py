@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from apipack.files import write_jsonl  # noqa: E402
 from apipack.languages import LANG_KEYS  # noqa: E402
 from apipack.prompts import Truncator, group_by, training_records  # noqa: E402
 from apipack.splits import SplitParams, make_splits, order_instances  # noqa: E402
@@ -80,7 +79,7 @@ def rank_main(a: argparse.Namespace) -> None:
 
     state = PartialState(cpu=True, timeout=timedelta(hours=3))  # gloo: no GPU here
     start = time.perf_counter()
-    data = training_data(a.train_file, a.tokenizer, {"cutoff_len": a.cutoff}, Path(a.cache), state)
+    data = training_data(a.train_file, a.tokenizer, a.cutoff, False, Path(a.cache), state)
     seconds = time.perf_counter() - start
     rng = random.Random(state.process_index)
     sample = [data[i] for i in rng.sample(range(len(data)), min(len(data), 10_000))]

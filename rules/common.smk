@@ -1,4 +1,3 @@
-import json
 import sys
 from pathlib import Path
 
@@ -8,6 +7,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from apipack.comparisons import declared  # noqa: E402
 from apipack.config import check_references, experiment_cells, figure_families  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
+from apipack import settings  # noqa: E402
+from apipack.code_version import code_version as hash_code  # noqa: E402
+from apipack.splits import SplitParams  # noqa: E402
+from apipack.settings import (  # noqa: E402
+    GenerationSettings,
+    PromptSettings,
+    RetrievalSettings,
+    RunSettings,
+    TrainSettings,
+)
 
 validate(config, "../schemas/config.schema.yaml")
 check_references(config)
@@ -130,8 +139,22 @@ def manifest_inputs(wildcards):
     }
 
 
-def model_spec(wildcards):
-    return config["models"][wildcards.model]
+def model_source(wildcards):
+    return settings.model_source(config, wildcards.model)
+
+
+def spec_selection():
+    return settings.spec_selection(config)
+
+
+def build_settings():
+    return settings.build_settings(config)
+
+
+def code_version(script):
+    """Hash of a cheap rule's script and the apipack modules it imports (apipack.code_version):
+    in its params, so that a change of the code computing its result reruns it."""
+    return hash_code(Path(SCRIPTS) / script, Path(SCRIPTS) / "apipack")
 
 
 def instruction_model_dirs(role):
@@ -180,7 +203,7 @@ def embedder_dirs():
     return {key: f"results/models/base/{name}" for key, name in names.items() if name}
 
 
-def test_prompt_inputs(wildcards):
+def eval_prompt_inputs(wildcards):
     inputs = {
         "level": f"results/splits/{wildcards.lang}/level{wildcards.level}.json",
         "total": f"results/splits/{wildcards.lang}/valid.json",
@@ -196,6 +219,11 @@ def train_set_spec(wildcards):
     return config["train_sets"][wildcards.trainset]
 
 
+def train_prompt_settings(wildcards):
+    formats = config["train_sets"][wildcards.trainset]["formats"]
+    return PromptSettings.for_train_set(config, formats).param()
+
+
 def train_set_inputs(wildcards):
     mixture = config["train_sets"][wildcards.trainset]["mixture"]
     return {
@@ -204,17 +232,18 @@ def train_set_inputs(wildcards):
     }
 
 
-def finetune_settings(wildcards):
-    """The finetune block plus seed and trust_remote_code, as JSON for the training script."""
-    model = config["models"][wildcards.model]
-    return json.dumps(
-        {
-            **config["finetune"],
-            "seed": config["seed"],
-            "trust_remote_code": model.get("trust_remote_code", False),
-        },
-        sort_keys=True,
-    )
+def train_settings(wildcards):
+    """What a fine-tuned model depends on besides its inputs (apipack.settings.TrainSettings)."""
+    return TrainSettings.from_config(config, trusts_remote_code(wildcards)).param()
+
+
+def generation_settings(wildcards):
+    """What generated answers depend on besides their inputs (apipack.settings.GenerationSettings)."""
+    return GenerationSettings.from_config(config, trusts_remote_code(wildcards)).param()
+
+
+def trusts_remote_code(wildcards):
+    return config["models"][wildcards.model].get("trust_remote_code", False)
 
 
 def train_resources():
@@ -238,12 +267,15 @@ def train_resources():
     }
 
 
-def launcher(wildcards, resources):
-    """Plain python on a CPU or one GPU; accelerate launch with one process per GPU; on several
-    nodes, ``{resources.mpi}`` (srun) runs accelerate launch once per node (machine rank =
-    SLURM_NODEID). On a workstation the job first claims free GPUs (apipack.gpu_slots)."""
-    gpus, nodes = config["finetune"]["gpus"], resources.nodes
-    acc = config["finetune"]["accelerate_config"]
+def finetune_command():
+    """The training command. How the job runs travels on it, outside params and the checkpoint
+    key, so that changing it never retrains: the GPUs and nodes (plain python on a CPU or one
+    GPU; accelerate launch with one process per GPU; on several nodes ``{resources.mpi}`` (srun)
+    runs accelerate launch once per node, machine rank = SLURM_NODEID; on a workstation the job
+    first claims free GPUs, apipack.gpu_slots), the accelerate config and apipack.settings.RunSettings.
+    """
+    ft = config["finetune"]
+    gpus, nodes, acc = ft["gpus"], ft["nodes"], ft["accelerate_config"]
     launch = "accelerate launch " + (
         f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
     )
@@ -253,14 +285,24 @@ def launcher(wildcards, resources):
             f"--num_processes {gpus * nodes} --num_machines {nodes} --machine_rank $SLURM_NODEID "
             f"--main_process_ip {head} --main_process_port 29500 -m apipack.train"
         )
-        return (
-            f"{resources.mpi} --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
+        launch = (
+            f"{{resources.mpi}} --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
             f"bash -c '{launch} \"$@\"' apipack-train"
         )
-    slots = f"python -m apipack.gpu_slots {gpus} -- " if gpus else ""
-    if gpus <= 1:
-        return slots + "python -m apipack.train"
-    return f"{slots}{launch}--num_processes {gpus} -m apipack.train"
+    else:
+        slots = f"python -m apipack.gpu_slots {gpus} -- " if gpus else ""
+        train = (
+            "python -m apipack.train"
+            if gpus <= 1
+            else f"{launch}--num_processes {gpus} -m apipack.train"
+        )
+        launch = slots + train
+    return (
+        f"mkdir -p {{params.checkpoints}} && PYTHONPATH={SCRIPTS} {launch} --train {{input.train}} "
+        "--base {input.base} --settings {input.settings} --out {output.model} "
+        "--checkpoints {params.checkpoints} --log-csv {output.curve} "
+        f"{RunSettings.from_config(config).arguments()} > {{log}} 2>&1"
+    )
 
 
 def score_files():

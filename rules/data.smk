@@ -11,17 +11,15 @@ if DATA["source"] == "build":
             log:
                 "logs/data/openapi_index.log",
             benchmark:
-                "benchmarks/data/openapi_index.tsv"
+                "logs/benchmarks/data/openapi_index.tsv"
             conda:
                 "../envs/data.yaml"
             threads: 1
             resources:
                 mem_mb=2000,
                 runtime=10,
-            params:
-                script=f"{SCRIPTS}/openapi_snippets.js",
             shell:
-                "node {params.script} list {output} 2> {log}"
+                f"node {SCRIPTS}/openapi_snippets.js list {{output}} 2> {{log}}"
 
     rule select_specs:
         input:
@@ -37,7 +35,7 @@ if DATA["source"] == "build":
         log:
             "logs/data/select_specs.log",
         benchmark:
-            "benchmarks/data/select_specs.tsv"
+            "logs/benchmarks/data/select_specs.tsv"
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -45,8 +43,7 @@ if DATA["source"] == "build":
             mem_mb=2000,
             runtime=10,
         params:
-            build=DATA["build"],
-            seed=config["seed"],
+            selection=spec_selection(),
         script:
             "../scripts/select_specs.py"
 
@@ -58,7 +55,7 @@ if DATA["source"] == "build":
         log:
             "logs/data/openapi_snippets.log",
         benchmark:
-            "benchmarks/data/openapi_snippets.tsv"
+            "logs/benchmarks/data/openapi_snippets.tsv"
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -66,10 +63,9 @@ if DATA["source"] == "build":
             mem_mb=4000,
             runtime=30,
         params:
-            script=f"{SCRIPTS}/openapi_snippets.js",
             targets=",".join(LANGUAGE_TARGETS),
         shell:
-            "node {params.script} snippets {input} {params.targets} {output} 2> {log}"
+            f"node {SCRIPTS}/openapi_snippets.js snippets {{input}} {{params.targets}} {{output}} 2> {{log}}"
 
     rule build_dataset:
         input:
@@ -88,7 +84,7 @@ if DATA["source"] == "build":
         log:
             "logs/data/build_dataset.log",
         benchmark:
-            "benchmarks/data/build_dataset.tsv"
+            "logs/benchmarks/data/build_dataset.tsv"
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -98,7 +94,7 @@ if DATA["source"] == "build":
         params:
             seed=config["seed"],
             langs=LANGS,
-            build=DATA["build"],
+            build=build_settings(),
         script:
             "../scripts/build_dataset.py"
 
@@ -113,7 +109,7 @@ elif DATA["source"] == "download":
         log:
             "logs/data/download_{lang}.log",
         benchmark:
-            "benchmarks/data/download_{lang}.tsv"
+            "logs/benchmarks/data/download_{lang}.tsv"
         retries: 2
         conda:
             "../envs/data.yaml"
@@ -136,7 +132,7 @@ else:
         log:
             "logs/data/local_{lang}.log",
         benchmark:
-            "benchmarks/data/local_{lang}.tsv"
+            "logs/benchmarks/data/local_{lang}.tsv"
         conda:
             "../envs/data.yaml"
         threads: 1
@@ -159,7 +155,7 @@ rule prepare_model:
     log:
         "logs/models/prepare_{model}.log",
     benchmark:
-        "benchmarks/models/prepare_{model}.tsv"
+        "logs/benchmarks/models/prepare_{model}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -167,7 +163,6 @@ rule prepare_model:
         mem_mb=8000,
         runtime=120,
     params:
-        spec=model_spec,
-        seed=config["seed"],
+        source=model_source,
     script:
         "../scripts/prepare_model.py"

@@ -8,7 +8,7 @@ rule generate:
     log:
         "logs/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
     benchmark:
-        "benchmarks/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
+        "logs/benchmarks/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
     conda:
         generation_env()
     threads: 2
@@ -17,8 +17,9 @@ rule generate:
         runtime=720,
         gpu=config["generation"]["gpus"],
     params:
-        generation=config["generation"],
-        model=model_spec,
+        generation=generation_settings,
+        # the model's result settings; its connection settings (API models) come from the config
+        model=model_source,
     script:
         "../scripts/generate.py"
 
@@ -32,7 +33,7 @@ rule score:
     log:
         "logs/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
     benchmark:
-        "benchmarks/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
+        "logs/benchmarks/score/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -41,6 +42,7 @@ rule score:
         runtime=30,
     params:
         mode=config["evaluation"]["metric_mode"],
+        code=code_version("score.py"),
     script:
         "../scripts/score.py"
 
@@ -62,15 +64,17 @@ rule metrics:
     log:
         "logs/metrics.log",
     benchmark:
-        "benchmarks/metrics.tsv"
+        "logs/benchmarks/metrics.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_version("metrics.py"),
     script:
-        "../scripts/metrics_table.py"
+        "../scripts/metrics.py"
 
 
 rule comparisons:
@@ -85,7 +89,7 @@ rule comparisons:
     log:
         "logs/comparisons.log",
     benchmark:
-        "benchmarks/comparisons.tsv"
+        "logs/benchmarks/comparisons.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -96,6 +100,7 @@ rule comparisons:
         comparisons=COMPARISONS,
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["seed"],
+        code=code_version("comparisons.py"),
     script:
         "../scripts/comparisons.py"
 
@@ -112,7 +117,7 @@ rule leakage:
     log:
         "logs/leakage.log",
     benchmark:
-        "benchmarks/leakage.tsv"
+        "logs/benchmarks/leakage.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1
@@ -122,6 +127,7 @@ rule leakage:
     params:
         max_items=config["evaluation"]["max_items"],
         seed=config["seed"],
+        code=code_version("leakage.py"),
     script:
         "../scripts/leakage.py"
 
@@ -134,7 +140,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     benchmark:
-        "benchmarks/manifest.tsv"
+        "logs/benchmarks/manifest.tsv"
     conda:
         "../envs/evaluate.yaml"
     threads: 1

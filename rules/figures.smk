@@ -13,7 +13,7 @@ rule figure:
     log:
         "logs/figures/{family}.log",
     benchmark:
-        "benchmarks/figures/{family}.tsv"
+        "logs/benchmarks/figures/{family}.tsv"
     conda:
         "../envs/figures.yaml"
     threads: 1
@@ -23,9 +23,9 @@ rule figure:
     params:
         figures=config["figures"],
         languages=LANGS,
-        source="ours",
+        code=code_version("figure.py"),
     script:
-        "../scripts/plot_figure.py"
+        "../scripts/figure.py"
 
 
 rule figure_paper:
@@ -42,7 +42,7 @@ rule figure_paper:
     log:
         "logs/figures/paper_{family}.log",
     benchmark:
-        "benchmarks/figures/paper_{family}.tsv"
+        "logs/benchmarks/figures/paper_{family}.tsv"
     conda:
         "../envs/figures.yaml"
     threads: 1
@@ -50,11 +50,9 @@ rule figure_paper:
         mem_mb=2000,
         runtime=10,
     params:
-        figures=config["figures"],
-        languages=LANGS,
-        source="paper",
+        code=code_version("figure.py"),
     script:
-        "../scripts/plot_figure.py"
+        "../scripts/figure.py"
 
 
 rule figures_paper:
@@ -79,12 +77,14 @@ rule loss_curve:
     log:
         "logs/figures/loss_{model}_{trainset}.log",
     benchmark:
-        "benchmarks/figures/loss_{model}_{trainset}.tsv"
+        "logs/benchmarks/figures/loss_{model}_{trainset}.tsv"
     conda:
         "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_version("loss_curve.py"),
     script:
-        "../scripts/plot_loss.py"
+        "../scripts/loss_curve.py"

@@ -1,7 +1,33 @@
+localrules:
+    finetune_settings,
+
+
+rule finetune_settings:
+    """The settings file of the training script: rewritten (and so retraining) only when a
+    setting that changes a fine-tuned model changes."""
+    output:
+        "results/settings/finetune/{model}.json",
+    log:
+        "logs/finetune/settings_{model}.log",
+    benchmark:
+        "logs/benchmarks/finetune/settings_{model}.tsv"
+    conda:
+        "../envs/preprocess.yaml"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    params:
+        settings=train_settings,
+    script:
+        "../scripts/finetune_settings.py"
+
+
 rule finetune:
     input:
         train="results/prompts/train/{trainset}.jsonl",
         base=base_model_dir,
+        settings="results/settings/finetune/{model}.json",
     output:
         model=directory("results/models/ft/{model}/{trainset}"),
         curve=report(
@@ -13,7 +39,7 @@ rule finetune:
     log:
         "logs/finetune/{model}/{trainset}.log",
     benchmark:
-        "benchmarks/finetune/{model}/{trainset}.tsv"
+        "logs/benchmarks/finetune/{model}/{trainset}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 2
@@ -22,14 +48,7 @@ rule finetune:
         mem_mb=16000,
         runtime=1440,
     params:
-        settings=finetune_settings,
-        launcher=launcher,
-        scripts=SCRIPTS,
         # Undeclared, so that a killed job keeps its checkpoints and the rerun resumes.
         checkpoints="results/checkpoints/{model}/{trainset}",
     shell:
-        "mkdir -p {params.checkpoints} && "
-        "echo '{params.settings}' > {params.checkpoints}/settings.json && "
-        "PYTHONPATH={params.scripts} {params.launcher} --train {input.train} "
-        "--base {input.base} --out {output.model} --checkpoints {params.checkpoints} "
-        "--config {params.checkpoints}/settings.json --log-csv {output.curve} > {log} 2>&1"
+        finetune_command()

@@ -11,7 +11,7 @@ rule splits:
     log:
         "logs/splits/{lang}.log",
     benchmark:
-        "benchmarks/splits/{lang}.tsv"
+        "logs/benchmarks/splits/{lang}.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -19,12 +19,11 @@ rule splits:
         mem_mb=8000,
         runtime=30,
     params:
-        splits=config["splits"],
+        splits=SplitParams.from_config(config["splits"], config["seed"]).param(),
         policy=config["data"]["on_bad_record"],
         max_chars=config["data"]["max_field_chars"],
-        seed=config["seed"],
     script:
-        "../scripts/make_splits.py"
+        "../scripts/splits.py"
 
 
 rule split_statistics:
@@ -39,13 +38,15 @@ rule split_statistics:
     log:
         "logs/splits/statistics.log",
     benchmark:
-        "benchmarks/splits/statistics.tsv"
+        "logs/benchmarks/splits/statistics.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_version("split_statistics.py"),
     script:
         "../scripts/split_statistics.py"
 
@@ -60,7 +61,7 @@ rule embed:
     log:
         "logs/retrieval/{lang}.log",
     benchmark:
-        "benchmarks/retrieval/{lang}.tsv"
+        "logs/benchmarks/retrieval/{lang}.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 2
@@ -69,21 +70,20 @@ rule embed:
         runtime=60,
         gpu=0,
     params:
-        retrieval=config["prompts"]["retrieval"],
-        k=config["prompts"]["k"],
+        retrieval=RetrievalSettings.from_config(config).param(),
     script:
         "../scripts/embed.py"
 
 
-rule test_prompts:
+rule eval_prompts:
     input:
-        unpack(test_prompt_inputs),
+        unpack(eval_prompt_inputs),
     output:
         "results/prompts/test/{lang}/L{level}_{mode}.jsonl",
     log:
         "logs/prompts/test/{lang}/L{level}_{mode}.log",
     benchmark:
-        "benchmarks/prompts/test/{lang}/L{level}_{mode}.tsv"
+        "logs/benchmarks/prompts/test/{lang}/L{level}_{mode}.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -91,11 +91,10 @@ rule test_prompts:
         mem_mb=4000,
         runtime=30,
     params:
-        prompts=config["prompts"],
-        max_items=config["evaluation"]["max_items"],
-        seed=config["seed"],
+        prompts=lambda wildcards: PromptSettings.for_test(config, wildcards.mode).param(),
+        code=code_version("eval_prompts.py"),
     script:
-        "../scripts/test_prompts.py"
+        "../scripts/eval_prompts.py"
 
 
 rule train_set:
@@ -106,7 +105,7 @@ rule train_set:
     log:
         "logs/prompts/train/{trainset}.log",
     benchmark:
-        "benchmarks/prompts/train/{trainset}.tsv"
+        "logs/benchmarks/prompts/train/{trainset}.tsv"
     conda:
         "../envs/preprocess.yaml"
     threads: 1
@@ -115,7 +114,6 @@ rule train_set:
         runtime=60,
     params:
         spec=train_set_spec,
-        prompts=config["prompts"],
-        seed=config["seed"],
+        prompts=train_prompt_settings,
     script:
         "../scripts/train_set.py"

@@ -12,11 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, write_json
 
 from apipack.builder import load_user_specs
 from apipack.data import DataError, load_instances
 from apipack.languages import LANGUAGES
+from conftest import ROOT, write_json
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text())

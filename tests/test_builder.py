@@ -5,7 +5,6 @@ import subprocess
 
 import pandas as pd
 import yaml
-from conftest import ROOT
 
 from apipack.builder import (
     build_from_snippets,
@@ -16,6 +15,7 @@ from apipack.builder import (
 )
 from apipack.data import load_instances
 from apipack.languages import BY_TARGET, LANG_KEYS, LANGUAGES
+from conftest import ROOT
 
 SWAGGER2 = {
     "swagger": "2.0",
@@ -26,7 +26,8 @@ SWAGGER2 = {
     "paths": {
         "/pets": {"get": {"summary": "List all pets", "tags": ["pets"]},
                   "post": {"summary": "Create a pet", "parameters": [
-                      {"in": "body", "name": "body", "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}]}},
+                      {"in": "body", "name": "body",
+                       "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}]}},
         "/pets/{petId}": {"delete": {"operationId": "deletePet", "parameters": [
             {"in": "path", "name": "petId", "required": True, "type": "string"}]}},
     },
@@ -100,7 +101,8 @@ def test_build_all_ten_languages_from_user_specs(tmp_path):
                     targets, str(tmp_path / "snippets.jsonl")], check=True, capture_output=True)
     files = [str(tmp_path / f"total_data_cleaned_{k}.json") for k in LANG_KEYS]
     summary = build_from_snippets(str(tmp_path / "snippets.jsonl"), pd.DataFrame(rejects), list(LANG_KEYS),
-                                  template_instructions(0), 20_000, files, str(tmp_path / "api_db.jsonl"), str(tmp_path / "summary.csv"))
+                                  template_instructions(0), 20_000, files, str(tmp_path / "api_db.jsonl"),
+                                  str(tmp_path / "summary.csv"))
     table = summary.set_index("stage")
     assert table.loc["operations", "all"] == 5
     assert table.loc["specs_selected", "all"] == 2

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from conftest import make_instance, write_json
 
 from apipack.data import (
     DataError,
@@ -12,6 +11,7 @@ from apipack.data import (
     load_instances,
     parse_output,
 )
+from conftest import make_instance, write_json
 
 
 def test_output_layout_matches_published_example():

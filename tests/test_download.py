@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

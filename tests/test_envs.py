@@ -2,7 +2,7 @@
 
 Static analysis, no conda needed: each rule of rules/*.smk is mapped to its env (a literal path,
 or every env its `conda:` function can return) and to the code it runs (`script:`, or the
-programs of its `shell:` command, `{params.X}` functions included). Imports are collected with
+programs of its `shell:` command, or of the common.smk function that builds it). Imports are collected with
 ``ast`` from the rule script and every apipack module it reaches (`from .x`, `apipack.x`,
 function-local imports too), mapped to distributions with importlib.metadata, and checked
 against the env's pip section and post-deploy script. The GPU pin lists are resolved against
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import ROOT
 
 PKG = ROOT / "scripts" / "apipack"
@@ -33,7 +34,7 @@ NOT_INSTALLED_HERE = {"vllm": "vllm", "bitsandbytes": "bitsandbytes", "deepspeed
 # GGUF files with `gguf` and 4-bit QLoRA models with `bitsandbytes`.
 INDIRECT = {"gguf_file": "gguf", "BitsAndBytesConfig": "bitsandbytes"}
 # Commands of shell rules that need no Python or Node package (coreutils, bash, SLURM).
-SYSTEM_COMMANDS = {"cp", "mkdir", "echo", "bash", "srun", "scontrol", "head"}
+SYSTEM_COMMANDS = {"cp", "mkdir", "bash", "srun", "scontrol", "head"}
 
 
 def norm(name: str) -> str:
@@ -180,10 +181,17 @@ def strings(func: ast.FunctionDef) -> list[str]:
             continue
         if isinstance(n, ast.JoinedStr):
             skip.update(id(v) for v in n.values)
-            out.append("".join(v.value if isinstance(v, ast.Constant) else "{}" for v in n.values))
+            out.append(text_of(n))
         elif isinstance(n, ast.Constant) and isinstance(n.value, str):
             out.append(n.value)
     return out
+
+
+def text_of(node: ast.Constant | ast.JoinedStr) -> str:
+    """A string constant, or an f-string's text with its placeholders as {}."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
 
 
 def evaluate(func: ast.FunctionDef, config: dict):
@@ -211,16 +219,12 @@ def rule_envs(body: str) -> dict[str, set[str]]:
 
 
 def shell_text(body: str) -> str:
-    """A shell rule's command; a `{params.X}` at a command position becomes the strings of X."""
-    text = " ".join(ast.literal_eval(f"({directive(body, 'shell')})").split("\n"))
-    params = dict(re.findall(r"^\s+(\w+)=(.*?),?$", directive(body, "params"), flags=re.M))
-    funcs = smk_functions()
-
-    def expand(m: re.Match) -> str:
-        value = params.get(m.group(2), "")
-        return m.group(1) + (" ; ".join(strings(funcs[value])) if value in funcs else value)
-
-    return re.sub(r"((?:^|&&|;|\|)\s*(?:\w+=\S+\s+)*)\{params\.(\w+)\}", expand, text)
+    """A shell rule's command (a string or f-string); a command built by a common.smk function
+    (`shell: f()`) becomes the strings of that function, each a command."""
+    expr = ast.parse(f"({directive(body, 'shell')})", mode="eval").body
+    if isinstance(expr, ast.Call):
+        return " ; ".join(strings(smk_functions()[expr.func.id]))
+    return " ".join(text_of(expr).split("\n"))
 
 
 def commands(text: str) -> set[str]:
@@ -353,7 +357,8 @@ def test_rule_map_agrees_with_snakemake(tmp_path, config):
     static = rule_blocks()
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
-            resource_settings=ResourceSettings(), config_settings=ConfigSettings(configfiles=[ROOT / "config.yaml", tmp_path / "c.yaml"]),
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(configfiles=[ROOT / "config.yaml", tmp_path / "c.yaml"]),
             storage_settings=StorageSettings(), snakefile=ROOT / "Snakefile", workdir=ROOT,
         )._workflow
         for rule in workflow.rules:

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from apipack.config import ConfigError, check_references, experiment_cells
+from conftest import ROOT
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 

@@ -5,11 +5,11 @@ import copy
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-from conftest import ROOT
 
 from apipack import figures as F
 from apipack.config import figure_families
 from apipack.languages import LANG_KEYS
+from conftest import ROOT
 
 REF = F.load_reference(ROOT / "resources" / "paper_results.csv")
 

@@ -2,7 +2,6 @@
 
 
 import pytest
-from conftest import chat_server
 
 from apipack.builder import build_instances, llm_instructions
 from apipack.llm_instructions import (
@@ -15,6 +14,7 @@ from apipack.llm_instructions import (
     openai_sampler,
 )
 from apipack.models import build_tiny
+from conftest import chat_server
 
 ROW = {"api_name": "Pet Store", "spec_id": "pets", "method": "GET", "path": "/pets", "endpoint": "listPets",
        "functionality": "List all pets", "description": "Returns every pet.", "lang": "cURL",

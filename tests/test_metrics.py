@@ -9,13 +9,13 @@ import sys
 import urllib.parse
 
 import pytest
-from conftest import ROOT
 from scipy.stats import binomtest
 
 from apipack.data import format_output
 from apipack.languages import BY_TARGET, LANGUAGES
 from apipack.metrics import cell_table, metrics_table, score_pair, similar
 from apipack.score import score_rows
+from conftest import ROOT
 
 
 def reference_score(lang: str, output: str, gold: str) -> tuple[bool, bool]:
@@ -38,7 +38,7 @@ def reference_score(lang: str, output: str, gold: str) -> tuple[bool, bool]:
         mp, mg = re.search(rx, p), re.search(rx, g)
         if not (mp and mg):
             ep = False
-        elif lang == "go" and not (re.search(r'http\.NewRequest\("[A-Z]+",\s*url,', p) and re.search(r'http\.NewRequest\("[A-Z]+",\s*url,', g)):
+        elif lang == "go" and not all(re.search(r'http\.NewRequest\("[A-Z]+",\s*url,', t) for t in (p, g)):
             ep = False
         else:
             a, b = mp[1], mg[1]
@@ -72,8 +72,9 @@ def test_every_language_agrees_with_the_reference_logic(snippets):
         assert score_pair(lang, gold, gold) == {"endpoint_match": lang != "python", "api_call_match": lang != "python"}
         for pred in variants(call, rng):
             for other in snippets.values():  # also answers in the wrong language
-                got = score_pair(lang, wrap(pred if other is call else other, lang), gold)
-                assert (got["endpoint_match"], got["api_call_match"]) == reference_score(lang, wrap(pred if other is call else other, lang), gold)
+                answer = wrap(pred if other is call else other, lang)
+                got = score_pair(lang, answer, gold)
+                assert (got["endpoint_match"], got["api_call_match"]) == reference_score(lang, answer, gold)
                 n += 1
     assert n > 500
 
@@ -139,8 +140,8 @@ def test_tables_give_wilson_intervals_per_seed_and_over_seeds(tmp_path):
 
 
 def test_score_cli(tmp_path, snippets):
-    rows = [{"lang": BY_TARGET[t].key, "output": wrap(c, BY_TARGET[t].key), "ground_truth": wrap(c, BY_TARGET[t].key), "id": t}
-            for t, c in snippets.items()]
+    rows = [{"lang": BY_TARGET[t].key, "output": wrap(c, BY_TARGET[t].key), "ground_truth": wrap(c, BY_TARGET[t].key),
+             "id": t} for t, c in snippets.items()]
     src, dst = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     res = subprocess.run([sys.executable, "-m", "apipack.score", str(src), str(dst)], cwd=ROOT,

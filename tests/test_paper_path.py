@@ -19,9 +19,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, chat_server, job_stats
 
 from apipack.files import read_jsonl
+from conftest import ROOT, chat_server, job_stats
 
 PAPER, REHEARSAL = "configs/paper.yaml", "configs/rehearsal.yaml"
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -68,9 +68,11 @@ def test_paper_config_holds_the_papers_settings(checkout):
     assert cfg["train_sets"]["curl-mix"]["mixture"] == {"curl": "all", **{x: 500 for x in LANGS if x != "curl"}}
     ft = cfg["finetune"]
     assert (ft["method"], ft["learning_rate"], ft["epochs"], ft["cutoff_len"]) == ("full", 2e-5, 2, 4096)
-    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"], ft["logging_steps"]) == (120, 0.03, "adafactor", 10)
+    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"]) == (120, 0.03, "adafactor")
+    assert ft["logging_steps"] == 10
     gen = cfg["generation"]
-    assert (gen["do_sample"], gen["temperature"], gen["max_total_tokens"], gen["max_prompt_tokens"]) == (True, 0.7, 4096, 4000)
+    assert (gen["do_sample"], gen["temperature"]) == (True, 0.7)
+    assert (gen["max_total_tokens"], gen["max_prompt_tokens"]) == (4096, 4000)
     assert cfg["evaluation"]["max_items"] == 1000 and cfg["evaluation"]["metric_mode"] == "paper"
     assert cfg["prompts"]["description_tokens"] == 512 and cfg["prompts"]["fewshot_tokens"] == 3072
     api = {name: m for name, m in cfg["models"].items() if m["source"] == "openai"}
@@ -98,7 +100,8 @@ def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
 
 
 API_REPLY = ('**domain**:[items]\n**api_call**:import http.client\n\nconn = http.client.HTTPSConnection('
-             '"api.example.com")\n\nconn.request("GET", "/v1/items")\n\n**api_provider**:example.com\n**lang**:Python\n')
+             '"api.example.com")\n\nconn.request("GET", "/v1/items")\n\n'
+             '**api_provider**:example.com\n**lang**:Python\n')
 FT_SET = "results/models/ft/codellama-13b/python-20k"
 
 
@@ -224,7 +227,8 @@ dist.init_process_group("gloo")
 rank = dist.get_rank()
 # The options accelerate's get_state_dict uses for FSDP2, which Trainer.save_model calls on every rank.
 options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)
-assert "StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)" in inspect.getsource(Accelerator.get_state_dict)
+source = inspect.getsource(Accelerator.get_state_dict)
+assert "StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)" in source
 torch.manual_seed(0)
 batch = torch.randint(3, 200, (2, 16))
 reference = load_causal_lm(base)

@@ -4,10 +4,10 @@ import hashlib
 import subprocess
 
 import pytest
-from conftest import ROOT
 
 from apipack.leakage import leakage_row, leakage_table
 from apipack.manifest import git_state, manifest, sha256_tree
+from conftest import ROOT
 
 CALL = 'import http.client\nconn = http.client.HTTPSConnection("api.x.com")\nconn.request("GET", "/a")'
 
@@ -27,7 +27,8 @@ def test_leakage_counts_items_calls_and_instructions_seen_in_training():
     row = leakage_row(items, train)
     assert row == {"n": 4, "item_in_train": 0.25, "call_in_train": 0.5, "instruction_in_train": 0.25}
     table = leakage_table({("python", 1): items, ("python", 3): items[2:]}, {"py": train})
-    assert table[["train_set", "lang", "level", "n"]].values.tolist() == [["py", "python", 1, 4], ["py", "python", 3, 2]]
+    rows = table[["train_set", "lang", "level", "n"]].values.tolist()
+    assert rows == [["py", "python", 1, 4], ["py", "python", 3, 2]]
 
 
 def test_tree_hash_covers_names_and_contents(tmp_path):

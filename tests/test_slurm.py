@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 
 from apipack.config import figure_families
+from conftest import ROOT
 
 
 def cluster_up() -> bool:

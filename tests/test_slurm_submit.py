@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import yaml
+
 from conftest import ROOT
 
 SHIMS = {
@@ -35,13 +36,15 @@ def read_args(path: Path) -> list[str]:
 def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     """Run the finetune job through profiles/slurm; return the sbatch arguments."""
     bin_dir, log, run = tmp_path / "bin", tmp_path / "log", tmp_path / "run"
-    for folder in (bin_dir, log, run / "results/prompts/train", run / "results/models/base/tiny"):
+    for folder in (bin_dir, log, run / "results/prompts/train", run / "results/models/base/tiny",
+                   run / "results/settings/finetune"):
         folder.mkdir(parents=True)
     for name, body in SHIMS.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
     (run / "results/prompts/train/python.jsonl").write_text("{}\n")
     (run / "results/models/base/tiny/config.json").write_text("{}")
+    (run / "results/settings/finetune/tiny.json").write_text("{}")
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     config["finetune"].update(gpus=gpus, nodes=nodes)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -52,7 +55,8 @@ def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     }
     cmd = [sys.executable, "-m", "snakemake", "results/models/ft/tiny/python",
            "--workflow-profile", "profiles/slurm", "--configfile", str(tmp_path / "config.yaml"),
-           "--directory", str(run), "--retries", "0", "--allowed-rules", "finetune", "--slurm-init-seconds-before-status-checks", "1",
+           "--directory", str(run), "--retries", "0", "--allowed-rules", "finetune",
+           "--slurm-init-seconds-before-status-checks", "1",
            "--default-resources", "slurm_account=testacct", "slurm_partition=cpu", "gpu=0"]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert "stand-in sbatch" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-from conftest import make_instance
 
 from apipack.models import build_tiny, load_tokenizer
 from apipack.prompts import (
@@ -25,6 +24,7 @@ from apipack.retrieval import (
     top_k_embedding,
 )
 from apipack.splits import SplitParams, make_splits, manifest, order_instances, statistics
+from conftest import make_instance
 
 SIZES = {"A": 6, "B": 2, "C": 5, "D": 4, "E": 3}
 

@@ -9,9 +9,10 @@ import types
 import pytest
 
 from apipack.generate import make_engine
+from apipack.settings import GenerationSettings
 
-GEN = {"engine": "vllm", "gpus": 4, "dtype": "bfloat16", "do_sample": False, "temperature": 0.7,
-       "max_new_tokens": 8, "max_prompt_tokens": 100, "max_total_tokens": 108}
+GEN = GenerationSettings(engine="vllm", batch_size=8, dtype="bfloat16", do_sample=False, temperature=None,
+                         max_new_tokens=8, max_prompt_tokens=100, max_total_tokens=108, trust_remote_code=False)
 HUB = {"source": "hub"}
 
 
@@ -41,7 +42,7 @@ def test_lora_adapter_is_served_on_the_base_model(tmp_path):
     adapter = tmp_path / "ft"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"r": 12, "lora_alpha": 24}))
-    engine = make_engine(HUB, "base", str(adapter), GEN)
+    engine = make_engine(HUB, "base", str(adapter), GEN, 4)
     kwargs = FakeLLM.last.kwargs
     assert kwargs["model"] == "base" and kwargs["tensor_parallel_size"] == 4
     assert kwargs["enable_lora"] and kwargs["max_lora_rank"] == 16  # vLLM's next allowed rank
@@ -55,7 +56,7 @@ def test_fully_fine_tuned_folder_is_the_model(tmp_path):
     full = tmp_path / "ft"
     full.mkdir()
     (full / "config.json").write_text("{}")
-    engine = make_engine(HUB, "base", str(full), {**GEN, "gpus": 0})
+    engine = make_engine(HUB, "base", str(full), GEN, 0)
     kwargs = FakeLLM.last.kwargs
     assert kwargs["model"] == str(full) and kwargs["tensor_parallel_size"] == 1
     assert "enable_lora" not in kwargs
@@ -64,7 +65,7 @@ def test_fully_fine_tuned_folder_is_the_model(tmp_path):
 
 
 def test_untuned_base_model(tmp_path):
-    make_engine(HUB, str(tmp_path), None, {**GEN, "gpus": 2})
+    make_engine(HUB, str(tmp_path), None, GEN, 2)
     kwargs = FakeLLM.last.kwargs
     assert kwargs["model"] == str(tmp_path) and kwargs["tensor_parallel_size"] == 2
     assert "enable_lora" not in kwargs

@@ -10,6 +10,7 @@ import filecmp
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, job_stats
 
 from apipack.data import load_instances
 from apipack.files import read_json
+from conftest import ROOT, job_stats
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -58,10 +59,18 @@ def run_b(tmp_path_factory) -> Path:
     return d
 
 
+def tool(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / name), *args], cwd=ROOT, capture_output=True, text=True)
+
+
 def test_lint_and_format():
     assert "Congratulations" in snakemake("--lint")
-    res = subprocess.run([str(Path(sys.executable).parent / "snakefmt"), "--check", "."], cwd=ROOT,
-                         capture_output=True, text=True)
+    res = tool("snakefmt", "--check", ".")
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_python_lint():
+    res = tool("ruff", "check", ".")
     assert res.returncode == 0, res.stdout + res.stderr
 
 
@@ -108,7 +117,8 @@ def test_comparisons_leakage_and_manifest(run_a):
     assert leak[["item_in_train", "call_in_train", "instruction_in_train"]].stack().between(0, 1).all()
     manifest = json.loads((run_a / "results/metrics/manifest.json").read_text())
     assert manifest["git"]["commit"] and manifest["packages"]["statsmodels"]
-    assert set(manifest["models"]) == {"base/tiny", "ft/tiny/python", "ft/tiny/python-s", "ft/tiny/curl", "ft/tiny/curl-mix"}
+    finetuned = {f"ft/tiny/{name}" for name in ("python", "python-s", "curl", "curl-mix")}
+    assert set(manifest["models"]) == {"base/tiny", *finetuned}
     for path, digest in manifest["files"].items():
         assert hashlib.sha256((run_a / path).read_bytes()).hexdigest() == digest, path
     assert any(p.startswith("results/splits/python/level1") for p in manifest["files"])
@@ -133,15 +143,76 @@ def test_two_runs_are_byte_identical(run_a, run_b):
         assert filecmp.cmp(run_a / f, run_b / f, shallow=False), f
 
 
-def test_no_retraining_for_unrelated_changes(run_a, tmp_path):
-    assert "Nothing to be done" in snakemake("-n", "--configfile", str(TINY), "--directory", str(run_a))
-    text = TINY.read_text()
-    assert "  model_battle_train_set: python\n" in text
-    changed = tmp_path / "changed.yaml"  # an edit by hand: key order and comments stay
-    changed.write_text(text.replace("  model_battle_train_set: python\n",
-                                    "  model_battle_train_set: python\n  model_battle_language: curl\n"))
-    jobs = job_stats(snakemake("-n", "--configfile", str(changed), "--directory", str(run_a)))
-    assert "figure" in jobs and "finetune" not in jobs and "generate" not in jobs
+# Every config edit reruns the two records of the config (effective_config, manifest) and `all`.
+RECORDS = {"effective_config", "manifest", "all"}
+
+
+def changed_config(tmp_path: Path, edit) -> Path:
+    cfg = yaml.safe_load(TINY.read_text())
+    edit(cfg)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def rerun(run: Path, config: Path, *args) -> dict[str, int]:
+    """{rule: jobs} of a dry run (without the total)."""
+    jobs = job_stats(snakemake("-n", "--configfile", str(config), "--directory", str(run), *args))
+    return {rule: n for rule, n in jobs.items() if rule != "total"}
+
+
+# (what changes, config edit, {rule: jobs} that rerun besides RECORDS)
+RERUNS = [
+    ("logging interval", lambda c: c["finetune"].update(logging_steps=2), {}),
+    ("save interval", lambda c: c["finetune"].update(save_steps=3), {}),
+    ("GPU count", lambda c: c["finetune"].update(gpus=2, accelerate_config="configs/accelerate/fsdp.yaml"), {}),
+    ("nodes", lambda c: c["finetune"].update(nodes=2, gpus=4), {}),
+    ("per-device batch", lambda c: c["finetune"].update(per_device_batch=2), {}),
+    ("generation GPUs", lambda c: c["generation"].update(gpus=1), {}),
+    ("reranker depth without a reranker", lambda c: c["prompts"]["retrieval"].update(reranker={"top": 9}), {}),
+    # model_battle is no longer drawn (no curl cell of its train set): the other 4 figures
+    ("a figures key", lambda c: c["figures"].update(model_battle_language="curl"), {"figure": 4}),
+    # a new seed: its own 15 generations, not the existing ones
+    ("a sampling seed", lambda c: c["generation"].update(seeds=[0, 1]),
+     {"generate": 15, "score": 15, "metrics": 1, "comparisons": 1, "figure": 5}),
+    # retrieval: the 3 retrieval 3-shot cells (python, levels 1-3) and what follows them
+    ("retrieval embedder", lambda c: c["prompts"]["retrieval"].update(embedder="bm25"),
+     {"eval_prompts": 3, "generate": 3, "score": 3, "metrics": 1, "comparisons": 1, "figure": 5}),
+    ("retrieval batch size", lambda c: c["prompts"]["retrieval"].update(batch_size=2),
+     {"embed": 1, "eval_prompts": 3, "generate": 3, "score": 3, "metrics": 1, "comparisons": 1, "figure": 5}),
+    ("the learning rate", lambda c: c["finetune"].update(learning_rate=0.002),
+     {"finetune_settings": 1, "finetune": 4, "loss_curve": 4, "generate": 13, "score": 13, "metrics": 1,
+      "comparisons": 1, "figure": 5}),
+]
+
+
+@pytest.mark.parametrize("edit,expected", [r[1:] for r in RERUNS], ids=[r[0] for r in RERUNS])
+def test_a_config_change_reruns_exactly_the_jobs_that_depend_on_it(run_a, tmp_path, edit, expected):
+    assert rerun(run_a, TINY) == {}
+    jobs = rerun(run_a, changed_config(tmp_path, edit))
+    assert {rule: n for rule, n in jobs.items() if rule not in RECORDS} == expected
+    assert set(jobs) >= RECORDS
+
+
+def test_a_change_in_metric_code_rescores_but_never_retrains(run_a, tmp_path):
+    """A copy of the workflow, once as it is and once with a changed apipack/metrics.py."""
+    def copy(name: str) -> Path:
+        wf = tmp_path / name
+        wf.mkdir()
+        for part in ("Snakefile", "rules", "scripts", "schemas", "profiles", "resources", "envs", "report",
+                     "configs"):
+            src = ROOT / part
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, wf / part)
+        return wf
+
+    same, changed = copy("same"), copy("changed")
+    with open(changed / "scripts/apipack/metrics.py", "a") as fh:
+        fh.write("\n# a fix in the metric code\n")
+    before = rerun(run_a, TINY, "--snakefile", str(same / "Snakefile"))
+    after = rerun(run_a, TINY, "--snakefile", str(changed / "Snakefile"))
+    assert "score" not in before  # the copy alone moves paths only (figure inputs, manifest)
+    assert after["score"] == 15 and after["metrics"] == after["comparisons"] == 1 and "figure" in after
+    assert not {"finetune", "generate", "eval_prompts", "train_set", "splits"} & set(after)
 
 
 def test_report_builds(run_a):

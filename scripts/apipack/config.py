@@ -34,7 +34,9 @@ def check_references(config: dict) -> None:
         llm = build["llm"]
         scorer = llm["scorer"] or llm["model"]
         if scorer not in models:
-            raise ConfigError(f"data.build.llm.scorer: {scorer!r} is not in models (needed for {build['instructions']!r})")
+            raise ConfigError(
+                f"data.build.llm.scorer: {scorer!r} is not in models (needed for {build['instructions']!r})"
+            )
         if build["instructions"] == "hf" and llm["model"] not in models:
             raise ConfigError(f"data.build.llm.model: {llm['model']!r} is not in models")
     retrieval = config["prompts"]["retrieval"]

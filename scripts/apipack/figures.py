@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .languages import LANGUAGES  # noqa: E402
+from .languages import LANG_KEYS, LANGUAGES  # noqa: E402
 
 MODES = {
     "zero_shot": "0-shot",
@@ -197,7 +197,8 @@ def scaling(df: pd.DataFrame, langs: list[str], title: str, metrics: dict[str, s
     missing = [f"{LANGUAGES[lang].label} {MODES[mode]}" for lang in langs for mode in ("zero_shot", "retrieval_3shot")
                if (lang, mode) not in keys]
     missing += [f"{LANGUAGES[lang].label} {MODES[mode]} {_levels(absent)} at {n:,}"
-                for lang, mode in keys for n, g in sub[(sub["lang"] == lang) & (sub["mode"] == mode)].groupby("train_size")
+                for lang, mode in keys
+                for n, g in sub[(sub["lang"] == lang) & (sub["mode"] == mode)].groupby("train_size")
                 if (absent := {1, 2, 3} - set(g["level"]))]
     _note(fig, missing)
     fig.suptitle(title)
@@ -310,8 +311,45 @@ def loss_curve(log: pd.DataFrame, title: str, png: str) -> None:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("training loss (completion tokens)")
         ax.set_ylim(bottom=0)
-        ax.set_title(f"{title}: {log['loss'].iloc[0]:.2f} -> {log['loss'].iloc[-1]:.2f} in {int(log['step'].max())} steps",
-                     fontsize=9)
+        first, last, steps = log["loss"].iloc[0], log["loss"].iloc[-1], int(log["step"].max())
+        ax.set_title(f"{title}: {first:.2f} -> {last:.2f} in {steps} steps", fontsize=9)
         Path(png).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png)
         plt.close(fig)
+
+
+def family_figure(
+    family: str,
+    reference: pd.DataFrame,
+    cells: pd.DataFrame | None,
+    figures: dict | None,
+    languages: list[str] | None,
+    paths: tuple[str, str, str],
+) -> str:
+    """Draw one figure family (png, pdf and its data csv: ``paths``) from our cells table, with
+    the config's ``figures`` section and run ``languages``, or without cells from the paper's
+    published numbers; returns a line saying what was drawn."""
+    ours = cells is not None
+    if ours:
+        df = our_results(cells, figures)
+        what, lang = "our results", figures["model_battle_language"]
+        scaling_langs = list(figures["scaling"])
+        cross = figures["cross_lingual"]["languages"]
+        every = [x for x in LANG_KEYS if x in languages]
+    else:
+        df, what, lang = reference, "published numbers (CodeLlama-13b unless named)", "python"
+        scaling_langs, cross, every = ["curl", "python"], ["curl", "python", "java"], list(LANG_KEYS)
+    title = f"{family.replace('_', ' ').capitalize()}: {what}"
+    # Our small models show their signal in the structural host field: drawn beside the paper's.
+    host = {"host_acc": "Host match (structural)"} if ours else {}
+    makers = {
+        "model_battle": lambda: model_battle(df, lang, title),
+        "scaling": lambda: scaling(df, scaling_langs, title, {**METRICS, **host}),
+        "cross_lingual": lambda: cross_lingual(df, cross, every, title, {"api_call_acc": "API-call acc.", **host}),
+        "parity": lambda: parity(df, reference, title),
+        "structural": lambda: structural(df, title),
+    }
+    if family not in makers or (family in ("parity", "structural") and not ours):
+        raise ValueError(f"unknown figure family {family!r} for {what}")
+    draw(makers[family], *paths)
+    return f"drew {family} from {what}: {len(df)} rows"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .files import dumps, read_jsonl, reset_unless_stamped, write_jsonl
+from .files import dumps, fingerprint, read_jsonl, reset_unless_stamped, write_jsonl
+from .settings import CONNECTION, GenerationSettings
 
 ANSWER_END = "**lang**:"
 
@@ -53,17 +54,17 @@ class HFEngine:
     """Batched ``generate`` with left padding. ``finetuned``: an adapter folder (applied to the
     base model and merged) or a full fine-tuned model (loaded instead of the base)."""
 
-    def __init__(self, base: str, finetuned: str | None, gen: dict):
+    def __init__(self, base: str, finetuned: str | None, gen: GenerationSettings):
         import torch
 
         from .models import bos_prefix, is_adapter, load_causal_lm, load_tokenizer
 
         self.gen = gen
-        trust = gen.get("trust_remote_code", False)
+        trust = gen.trust_remote_code
         self.tok = load_tokenizer(finetuned or base, trust)
         self.tok.padding_side = "left"
         self.prefix = bos_prefix(self.tok)  # BOS as at training (models.prompt_ids)
-        dtype = gen.get("dtype", "float32")
+        dtype = gen.dtype
         full = finetuned is not None and not is_adapter(finetuned)
         model = load_causal_lm(finetuned if full else base, dtype, trust)
         if finetuned and not full:
@@ -78,7 +79,7 @@ class HFEngine:
         ``max_prompt_tokens``, left-padded into one batch."""
         from .models import token_ids
 
-        keep = self.gen["max_prompt_tokens"] - len(self.prefix)
+        keep = self.gen.max_prompt_tokens - len(self.prefix)
         ids = [self.prefix + t[-keep:] for t in token_ids(self.tok, list(prompts))]
         return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
@@ -89,13 +90,13 @@ class HFEngine:
         torch.manual_seed(seed)
         batch = self.encode(prompts).to(self.device)
         n = batch["input_ids"].shape[1]
-        sample = self.gen["do_sample"]
+        sample = self.gen.do_sample
         with torch.no_grad():
             out = self.model.generate(
                 **batch,
                 max_new_tokens=new_token_budget(self.gen, n),
                 do_sample=sample,
-                temperature=self.gen["temperature"] if sample else None,
+                temperature=self.gen.temperature if sample else None,
                 top_p=1.0 if sample else None,
                 top_k=50 if sample else None,
                 pad_token_id=self.tok.pad_token_id,
@@ -104,22 +105,21 @@ class HFEngine:
         return self.tok.batch_decode(out[:, n:], skip_special_tokens=True)
 
 
-def new_token_budget(gen: dict, prompt_tokens: int) -> int:
+def new_token_budget(gen: GenerationSettings, prompt_tokens: int) -> int:
     """``max_new_tokens``, capped so that prompt plus answer fit ``max_total_tokens`` (the
     reference's ``max_length=4096``), and at least one token."""
-    total = gen.get("max_total_tokens")
-    if total is None:
-        return gen["max_new_tokens"]
-    return max(1, min(gen["max_new_tokens"], total - prompt_tokens))
+    if gen.max_total_tokens is None:
+        return gen.max_new_tokens
+    return max(1, min(gen.max_new_tokens, gen.max_total_tokens - prompt_tokens))
 
 
 class VLLMEngine:
-    """vLLM over ``generation.gpus`` GPUs (tensor parallel). A LoRA adapter is served on the base
+    """vLLM over ``gpus`` GPUs (tensor parallel; generation.gpus). A LoRA adapter is served on the base
     model; a fine-tuned folder without ``adapter_config.json`` (full fine-tuning) is the model."""
 
     LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
-    def __init__(self, base: str, adapter: str | None, gen: dict):
+    def __init__(self, base: str, adapter: str | None, gen: GenerationSettings, gpus: int):
         from vllm import LLM
 
         config = Path(adapter, "adapter_config.json") if adapter else None
@@ -132,11 +132,11 @@ class VLLMEngine:
             extra = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
         self.llm = LLM(
             model=adapter if adapter and not lora else base,
-            tensor_parallel_size=max(1, gen.get("gpus", 0)),
+            tensor_parallel_size=max(1, gpus),
             seed=0,
-            dtype=gen.get("dtype", "auto"),
-            trust_remote_code=gen.get("trust_remote_code", False),
-            max_model_len=gen.get("max_total_tokens"),  # prompt + answer, as HFEngine
+            dtype=gen.dtype,
+            trust_remote_code=gen.trust_remote_code,
+            max_model_len=gen.max_total_tokens,  # prompt + answer, as HFEngine
             **extra,
         )
 
@@ -145,9 +145,9 @@ class VLLMEngine:
         from vllm.lora.request import LoRARequest
 
         params = SamplingParams(
-            temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
-            max_tokens=self.gen["max_new_tokens"],
-            truncate_prompt_tokens=self.gen["max_prompt_tokens"],  # keeps the last tokens
+            temperature=self.gen.temperature if self.gen.do_sample else 0.0,
+            max_tokens=self.gen.max_new_tokens,
+            truncate_prompt_tokens=self.gen.max_prompt_tokens,  # keeps the last tokens
             seed=seed,
             stop=None,
         )
@@ -162,7 +162,7 @@ class OpenAIEngine:
     Up to ``max_concurrency`` requests are in flight; the client retries failed requests
     (connection errors, 408/409/429/5xx) ``retries`` times with exponential backoff."""
 
-    def __init__(self, spec: dict, gen: dict):
+    def __init__(self, spec: dict, max_new_tokens: int, temperature: float):
         from openai import OpenAI
 
         key = os.environ.get(spec["api_key_env"], "")
@@ -173,14 +173,14 @@ class OpenAIEngine:
         )
         self.model = spec["api_model"]
         self.workers = spec.get("max_concurrency", 8)
-        self.gen = gen
+        self.max_new_tokens, self.temperature = max_new_tokens, temperature  # 0.0: greedy
 
     def complete(self, prompt: str, seed: int) -> str:
         resp = self.client.chat.completions.create(
             model=self.model,
             messages=[{"role": "user", "content": prompt}],
-            max_tokens=self.gen["max_new_tokens"],
-            temperature=self.gen["temperature"] if self.gen["do_sample"] else 0.0,
+            max_tokens=self.max_new_tokens,
+            temperature=self.temperature,
             seed=seed,
         )
         return resp.choices[0].message.content or ""
@@ -192,16 +192,18 @@ class OpenAIEngine:
             return list(pool.map(lambda p: self.complete(p, seed), prompts))
 
 
-def make_engine(spec: dict, base: str | None, finetuned: str | None, gen: dict) -> Callable:
+def make_engine(
+    spec: dict, base: str | None, finetuned: str | None, gen: GenerationSettings, gpus: int = 0
+) -> Callable:
     """The engine of a model entry: its API for source ``openai``, else ``generation.engine``
     on the base model, with the fine-tuned adapter or full model if there is one."""
     if spec["source"] == "openai":
-        return OpenAIEngine(spec, gen)
-    if gen["engine"] == "hf":
+        return OpenAIEngine(spec, gen.max_new_tokens, gen.temperature if gen.do_sample else 0.0)
+    if gen.engine == "hf":
         return HFEngine(base, finetuned, gen)
-    if gen["engine"] == "vllm":
-        return VLLMEngine(base, finetuned, gen)
-    raise ValueError(f"generation.engine: unknown engine {gen['engine']!r}; allowed: hf, vllm")
+    if gen.engine == "vllm":
+        return VLLMEngine(base, finetuned, gen, gpus)
+    raise ValueError(f"generation.engine: unknown engine {gen.engine!r}; allowed: hf, vllm")
 
 
 def _stamp(partial: Path) -> Path:
@@ -271,3 +273,22 @@ def generate_file(
     _stamp(partial).unlink(missing_ok=True)
     seconds = time.time() - start
     return {"items": len(todo), "seconds": seconds}
+
+
+def generate_cell(
+    prompts_file: str,
+    out: str,
+    spec: dict,
+    models: tuple[str | None, str | None],
+    gen: GenerationSettings,
+    seed: int,
+    gpus: int,
+) -> dict:
+    """Answers of a model entry (``spec``; ``models``: its base and fine-tuned folders, if any)
+    to one cell's prompts with one seed, resumable: the partial file's key covers the prompts,
+    the model files and everything that changes the answers."""
+    base, finetuned = models
+    answers = {**gen.param(), "model": {k: v for k, v in spec.items() if k not in CONNECTION}, "seed": seed}
+    key = fingerprint(answers, [prompts_file, *(path for path in models if path)])
+    engine = make_engine(spec, base, finetuned, gen, gpus)
+    return generate_file(prompts_file, out, engine, gen.batch_size, seed, key)

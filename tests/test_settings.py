@@ -1,0 +1,74 @@
+"""Typed rule settings (apipack.settings) and the code version of the cheap rules."""
+
+import shutil
+from dataclasses import fields
+
+import yaml
+
+from apipack.code_version import code_version, imported_modules
+from apipack.settings import (
+    GenerationSettings,
+    PromptSettings,
+    RetrievalSettings,
+    RunSettings,
+    TrainSettings,
+    model_source,
+)
+from conftest import ROOT
+
+SCRIPTS = ROOT / "scripts"
+CONFIG = {
+    "seed": 3,
+    "prompts": {"description_tokens": 32, "fewshot_tokens": 256, "k": 3,
+                "retrieval": {"embedder": "minilm", "model": None, "model_path": None, "batch_size": 64,
+                              "reranker": {"model": None, "model_path": None, "top": 5}}},
+    "evaluation": {"max_items": 4},
+    "finetune": {"method": "lora", "learning_rate": 0.003, "epochs": 1, "max_steps": 4, "per_device_batch": 4,
+                 "global_batch": 8, "cutoff_len": 256, "warmup_ratio": 0.0, "lr_scheduler": "linear",
+                 "optimizer": "adamw_torch", "precision": "fp32", "gradient_checkpointing": False, "packing": False,
+                 "group_by_length": True, "logging_steps": 1, "save_steps": 2, "report_to": ["tensorboard"],
+                 "accelerate_config": None, "gpus": 8, "nodes": 2,
+                 "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj"]}},
+    "generation": {"engine": "hf", "batch_size": 8, "max_new_tokens": 24, "max_prompt_tokens": 512,
+                   "max_total_tokens": None, "do_sample": False, "temperature": 0.7, "seeds": [0, 1],
+                   "dtype": "float32", "gpus": 1},
+    "models": {"tiny": {"source": "tiny"}, "gpt": {"source": "openai", "api_model": "gpt-4", "retries": 3,
+                                                   "max_concurrency": 2, "api_key_env": "KEY"}},
+}
+RUN_ONLY = {"per_device_batch", "gradient_checkpointing", "logging_steps", "save_steps", "report_to",
+            "accelerate_config", "gpus", "nodes"}
+
+
+def test_training_settings_leave_out_how_a_job_runs():
+    ft = TrainSettings.from_config(CONFIG)
+    assert not RUN_ONLY & {f.name for f in fields(ft)}
+    assert ft.global_batch == 8 and ft.seed == 3 and ft.lora_target_modules == ("q_proj",)
+    assert TrainSettings.of(yaml.safe_load(yaml.safe_dump(ft.param()))) == ft  # through the settings file
+    job = RunSettings.from_config(CONFIG)
+    assert job.arguments().split() == ["--per-device-batch", "4", "--logging-steps", "1", "--save-steps", "2",
+                                       "--report-to", "tensorboard"]
+
+
+def test_result_settings_hold_only_what_is_used():
+    gen = GenerationSettings.from_config(CONFIG).param()
+    assert "seeds" not in gen and "gpus" not in gen and gen["temperature"] is None  # greedy: unused
+    assert PromptSettings.for_test(CONFIG, "zero_shot") == PromptSettings(32, 3, max_items=4)
+    assert PromptSettings.for_test(CONFIG, "random_3shot").k == 3
+    assert PromptSettings.for_train_set(CONFIG, ["simple"]).fewshot_tokens is None
+    assert RetrievalSettings.from_config(CONFIG).top is None  # no reranker configured
+    assert model_source(CONFIG, "tiny") == {"source": "tiny", "seed": 3}
+    assert model_source(CONFIG, "gpt") == {"source": "openai", "api_model": "gpt-4"}
+
+
+def test_code_version_follows_the_imported_modules(tmp_path):
+    names = {p.name for p in imported_modules(SCRIPTS / "score.py", SCRIPTS / "apipack")}
+    assert {"score.py", "metrics.py", "structural.py", "files.py"} <= names and "train.py" not in names
+    copy = tmp_path / "scripts"
+    shutil.copytree(SCRIPTS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    version = code_version(copy / "score.py", copy / "apipack")
+    with open(copy / "apipack" / "train.py", "a") as fh:  # not imported by the score rule
+        fh.write("# x\n")
+    assert code_version(copy / "score.py", copy / "apipack") == version
+    with open(copy / "apipack" / "stats.py", "a") as fh:  # imported through apipack.metrics
+        fh.write("# x\n")
+    assert code_version(copy / "score.py", copy / "apipack") != version
