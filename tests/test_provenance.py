@@ -17,13 +17,18 @@ def output(call: str) -> str:
 
 
 def test_leakage_counts_items_calls_and_instructions_seen_in_training():
-    train = [{"unique_id": "t1", "prompt": "**instruction**\nList the a things\n", "completion": output(CALL)}]
+    train = [
+        {"unique_id": "t1", "lang": "Python", "prompt": "**instruction**\nList the a things\n",
+         "completion": output(CALL)},
+        {"unique_id": "t3", "lang": "cURL", "prompt": "", "completion": ""},  # same id, other language
+    ]
     items = [
         {"unique_id": "t1", "instruction_test": "Show me every a", "output": output(CALL)},  # the item itself
         {"unique_id": "t2", "instruction_test": "List the a things", "output": output(CALL.replace("/a", "/b"))},
         {"unique_id": "t3", "instruction_test": "Something new", "output": output(CALL.replace("/a", "/c"))},
         {"unique_id": "t4", "instruction_test": "Other", "output": output(CALL)},
     ]
+    items = [{**it, "api_call_data": {"lang": "Python"}} for it in items]
     row = leakage_row(items, train)
     assert row == {"n": 4, "item_in_train": 0.25, "call_in_train": 0.5, "instruction_in_train": 0.25}
     table = leakage_table({("python", 1): items, ("python", 3): items[2:]}, {"py": train})
@@ -61,6 +66,9 @@ def test_manifest_names_commit_config_models_files_and_packages(tmp_path):
     assert git_state(tmp_path) == {"commit": None, "dirty": None}
 
 
-@pytest.mark.parametrize("bad", [{"unique_id": "x", "output": "", "instruction_test": ""}])
+@pytest.mark.parametrize(
+    "bad", [{"unique_id": "x", "output": "", "instruction_test": "", "api_call_data": {"lang": "Python"}}]
+)
 def test_an_item_without_a_call_never_counts_as_leaked(bad):
-    assert leakage_row([bad], [{"unique_id": "y", "prompt": "", "completion": ""}])["call_in_train"] == 0
+    train = [{"unique_id": "y", "lang": "Python", "prompt": "", "completion": ""}]
+    assert leakage_row([bad], train)["call_in_train"] == 0

@@ -115,6 +115,8 @@ def test_comparisons_leakage_and_manifest(run_a):
     leak = pd.read_csv(run_a / "results/metrics/leakage.csv")
     assert set(leak["train_set"]) == {"python", "python-s", "curl", "curl-mix"}
     assert leak[["item_in_train", "call_in_train", "instruction_in_train"]].stack().between(0, 1).all()
+    curl_only = leak[(leak["train_set"] == "curl") & (leak["lang"] != "curl")]
+    assert len(curl_only) and (curl_only["item_in_train"] == 0).all()  # ids repeat across languages
     manifest = json.loads((run_a / "results/metrics/manifest.json").read_text())
     assert manifest["git"]["commit"] and manifest["packages"]["statsmodels"]
     finetuned = {f"ft/tiny/{name}" for name in ("python", "python-s", "curl", "curl-mix")}

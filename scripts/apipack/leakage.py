@@ -10,13 +10,17 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .metrics import extract_api_call
+from .prompts import lang_label
 
 COLUMNS = ["train_set", "lang", "level", "n", "item_in_train", "call_in_train", "instruction_in_train"]
 
 
 def leakage_row(items: Sequence[dict], train: Sequence[dict]) -> dict:
-    """Shares of ``items`` (test instances) found in ``train`` (prompt/completion records)."""
-    ids = {r["unique_id"] for r in train}
+    """Shares of ``items`` (test instances) found in ``train`` (prompt/completion records).
+
+    An instance is its language and ``unique_id``: ids repeat across languages (one per API file
+    and index), so a cURL training instance is not the Python test item with the same id."""
+    ids = {(r["lang"], r["unique_id"]) for r in train}
     text = "\n\0\n".join(r["prompt"] + r["completion"] for r in train)
     n = len(items)
 
@@ -26,7 +30,7 @@ def leakage_row(items: Sequence[dict], train: Sequence[dict]) -> dict:
     calls = [extract_api_call(it["output"]).strip() for it in items]
     return {
         "n": n,
-        "item_in_train": share(sum(it["unique_id"] in ids for it in items)),
+        "item_in_train": share(sum((lang_label(it), it["unique_id"]) in ids for it in items)),
         "call_in_train": share(sum(bool(c) and c in text for c in calls)),
         "instruction_in_train": share(sum(it["instruction_test"].strip() in text for it in items)),
     }
