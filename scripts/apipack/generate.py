@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .files import dumps, fingerprint, read_jsonl, reset_unless_stamped, write_jsonl
-from .settings import CONNECTION, GenerationSettings
+from .settings import GenerationSettings, without_connection
 
 ANSWER_END = "**lang**:"
 
@@ -288,7 +288,7 @@ def generate_cell(
     to one cell's prompts with one seed, resumable: the partial file's key covers the prompts,
     the model files and everything that changes the answers."""
     base, finetuned = models
-    answers = {**gen.param(), "model": {k: v for k, v in spec.items() if k not in CONNECTION}, "seed": seed}
+    answers = {**gen.param(), "model": without_connection(spec), "seed": seed}
     key = fingerprint(answers, [prompts_file, *(path for path in models if path)])
     engine = make_engine(spec, base, finetuned, gen, gpus)
     return generate_file(prompts_file, out, engine, gen.batch_size, seed, key)

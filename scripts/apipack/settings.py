@@ -171,10 +171,15 @@ class GenerationSettings(Settings):
 CONNECTION = ("api_key_env", "require_key", "max_concurrency", "retries")
 
 
+def without_connection(spec: dict[str, Any]) -> dict[str, Any]:
+    """A model entry without its connection settings (``CONNECTION``)."""
+    return {k: v for k, v in spec.items() if k not in CONNECTION}
+
+
 def model_source(config: dict, model: str) -> dict[str, Any]:
     """What a prepared model folder (or an API model's answers) depends on: the model's entry
     without its connection settings, plus the seed for the tiny stand-ins built with it."""
-    spec = {k: v for k, v in config["models"][model].items() if k not in CONNECTION}
+    spec = without_connection(config["models"][model])
     return {**spec, "seed": config["seed"]} if spec["source"] in ("tiny", "tiny_encoder") else spec
 
 
