@@ -7,14 +7,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from apipack.comparisons import declared  # noqa: E402
 from apipack.config import check_references, experiment_cells, figure_families  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
-from apipack import settings  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
 from apipack.splits import SplitParams  # noqa: E402
 from apipack.settings import (  # noqa: E402
+    BuildSettings,
     GenerationSettings,
+    ModelSource,
     PromptSettings,
     RetrievalSettings,
     RunSettings,
+    SpecSelection,
     TrainSettings,
 )
 
@@ -140,15 +142,7 @@ def manifest_inputs(wildcards):
 
 
 def model_source(wildcards):
-    return settings.model_source(config, wildcards.model)
-
-
-def spec_selection():
-    return settings.spec_selection(config)
-
-
-def build_settings():
-    return settings.build_settings(config)
+    return ModelSource.from_config(config, wildcards.model).param()
 
 
 def code_version(script):

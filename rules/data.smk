@@ -43,7 +43,7 @@ if DATA["source"] == "build":
             mem_mb=2000,
             runtime=10,
         params:
-            selection=spec_selection(),
+            selection=SpecSelection.from_config(config).param(),
         script:
             "../scripts/select_specs.py"
 
@@ -92,9 +92,8 @@ if DATA["source"] == "build":
             mem_mb=4000,
             runtime=30,
         params:
-            seed=config["seed"],
             langs=LANGS,
-            build=build_settings(),
+            build=BuildSettings.from_config(config).param(),
         script:
             "../scripts/build_dataset.py"
 

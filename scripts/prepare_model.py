@@ -4,8 +4,9 @@ from pathlib import Path
 
 from apipack.models import prepare_model
 from apipack.rulelog import logged
+from apipack.settings import ModelSource
 
 with logged(snakemake):
-    source, out = snakemake.params.source, Path(snakemake.output[0])
+    source, out = ModelSource.of(snakemake.params.source), Path(snakemake.output[0])
     prepare_model(source, out, snakemake.input.corpus)
-    print(f"model {snakemake.wildcards.model} ({source['source']}) ready in {out}")
+    print(f"model {snakemake.wildcards.model} ({source.source}) ready in {out}")

@@ -7,10 +7,12 @@ import pandas as pd
 from apipack.builder import select_specs
 from apipack.files import atomic_open, write_json
 from apipack.rulelog import logged
+from apipack.settings import SpecSelection
 
 with logged(snakemake):
     out = snakemake.output
-    chosen, rejects = select_specs(snakemake.params.selection, snakemake.input.index, Path(out.staging))
+    selection = SpecSelection.of(snakemake.params.selection)
+    chosen, rejects = select_specs(selection, snakemake.input.index, Path(out.staging))
     write_json(out.manifest, [{"id": s["id"], "file": s["file"]} for s in chosen])
     with atomic_open(out.rejects) as fh:
         pd.DataFrame(rejects, columns=["spec", "reason"]).to_csv(fh, index=False)

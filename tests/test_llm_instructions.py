@@ -3,17 +3,17 @@
 
 import pytest
 
-from apipack.builder import build_instances, llm_instructions
+from apipack.builder import build_instances, instruction_writer
 from apipack.llm_instructions import (
     LogProbScorer,
     back_translation,
     choose,
     clean_candidate,
-    hf_sampler,
     llm_pairs,
     openai_sampler,
 )
 from apipack.models import build_tiny
+from apipack.settings import BuildSettings
 from conftest import chat_server
 
 ROW = {"api_name": "Pet Store", "spec_id": "pets", "method": "GET", "path": "/pets", "endpoint": "listPets",
@@ -50,7 +50,8 @@ def test_llm_pairs_choose_the_highest_back_translation_score(tiny):
 
 
 def test_hf_sampler_feeds_the_builder(tiny):
-    writer = llm_instructions(hf_sampler(tiny, 4, 12, 1.0), LogProbScorer(tiny), seed=3, batch_size=2)
+    build = BuildSettings("hf", 400, 3, candidates=4, max_new_tokens=12, temperature=1.0, batch_size=2)
+    writer = instruction_writer(build, {}, [tiny], [tiny])  # as rule build_dataset makes it
     rows = [{**ROW, "path": f"/pets/{i}", "api_call": ROW["api_call"] + f"/{i}"} for i in range(3)]
     instances, counts = build_instances(rows, writer(rows))
     made = counts["kept", "curl"] + counts["dropped_no_instruction", "curl"]
@@ -66,3 +67,7 @@ def test_openai_sampler_against_local_server(tiny, monkeypatch):
         pairs = llm_pairs([ROW], openai_sampler(api, 3, 16, 1.0), LogProbScorer(tiny), seed=10)
         inst, test = pairs[("pets", "GET", "/pets")]
         assert len(seen) == 3 and inst.startswith("Show me the pets") and inst != test
+        build = BuildSettings("openai", 400, 10, candidates=3, max_new_tokens=16, temperature=1.0, batch_size=8,
+                              api=(url, "m"))  # the key's name comes with the connection, not the settings
+        instruction_writer(build, {"api_key_env": "APIPACK_TEST_KEY"}, [], [tiny])([ROW])
+        assert len(seen) == 6 and {auth for _, auth in seen} == {"Bearer k"}

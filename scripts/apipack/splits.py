@@ -13,9 +13,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
+from .data import Policy, Reject, load_instances
+from .files import atomic_open, write_json
 from .settings import Settings
 
 LEVELS = (1, 2, 3)
@@ -123,6 +126,43 @@ def manifest(splits: Splits) -> dict[str, list[str]]:
         "train": [inst["unique_id"] for inst in splits.train],
         **{f"level{k}": [inst["unique_id"] for inst in v] for k, v in splits.levels.items()},
     }
+
+
+@dataclass
+class LanguageSplits:
+    """One language's valid instances in scan order, its splits, and the records rejected."""
+
+    lang: str
+    total: list[dict]
+    splits: Splits
+    rejects: list[Reject]
+
+    def statistics(self) -> pd.DataFrame:
+        stats = pd.DataFrame(statistics(self.lang, self.splits))
+        stats["rejected_records"] = len(self.rejects)
+        return stats
+
+    def write(self, out) -> None:
+        """The files of rule splits (``out``: valid, train, levels, manifest, stats, rejects)."""
+        with atomic_open(out.rejects) as fh:
+            pd.DataFrame([vars(r) for r in self.rejects], columns=[*Reject.__dataclass_fields__]).to_csv(
+                fh, index=False
+            )
+        write_json(out.valid, self.total, indent=None)
+        write_json(out.train, self.splits.train, indent=None)
+        for level, path in zip(LEVELS, out.levels):
+            write_json(path, self.splits.levels[level], indent=None)
+        write_json(out.manifest, manifest(self.splits))
+        with atomic_open(out.stats) as fh:
+            self.statistics().to_csv(fh, index=False)
+
+
+def split_language(path: str | Path, lang: str, policy: Policy, max_chars: int, params: SplitParams) -> LanguageSplits:
+    """Validate one language's dataset file (bad records raise, or are rejected with ``policy:
+    skip``), order it (``params.order``) and cut the three test levels and the training split."""
+    loaded = load_instances(path, lang, policy, max_chars)
+    total = order_instances(loaded.instances, params.order, params.seed)
+    return LanguageSplits(lang, total, make_splits(total, params), loaded.rejects)
 
 
 # Distinct test APIs per level in the reference's published splits (docs/reference.md 2).

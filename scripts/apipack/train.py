@@ -14,6 +14,8 @@ import math
 import os
 import shutil
 import time
+from array import array
+from collections import OrderedDict
 from pathlib import Path
 
 import pandas as pd
@@ -25,20 +27,50 @@ from .settings import RunSettings, TrainSettings
 IGNORE = -100
 
 
+class CompletionIds:
+    """Token ids of completions, each text tokenized once while it may come again.
+
+    A training set in both formats holds every completion twice: in its language's block of
+    0-shot records and again in the block of few-shot records that follows. The ids of a text
+    are kept (4 bytes a token) until their first reuse, at most ``limit`` texts at a time
+    (the oldest go first), so memory stays bounded whatever the file holds.
+    """
+
+    def __init__(self, tok, limit: int = 200_000):
+        self.tok, self.limit = tok, limit
+        self.kept: OrderedDict[str, array] = OrderedDict()  # O(1) removal of the oldest
+        self.reused = 0
+
+    def __call__(self, texts: list[str]) -> list[list[int]]:
+        new = list(dict.fromkeys(t for t in texts if t not in self.kept))
+        fresh = dict(zip(new, token_ids(self.tok, new)))
+        again = {t: self.kept.pop(t).tolist() for t in dict.fromkeys(texts) if t in self.kept}
+        self.reused += len(again)
+        for text in new:
+            if len(self.kept) >= self.limit:
+                self.kept.popitem(last=False)
+            self.kept[text] = array("i", fresh[text])
+        return [fresh[t] if t in fresh else again[t] for t in texts]
+
+
 def encode(record: dict, tok, cutoff_len: int) -> dict:
     """Token ids of prompt + completion + EOS, labels -100 over the prompt (completion-only loss)."""
     return encode_batch([record["prompt"]], [record["completion"]], tok, cutoff_len)[0]
 
 
-def encode_batch(prompts: list[str], completions: list[str], tok, cutoff_len: int) -> list[dict]:
+def encode_batch(
+    prompts: list[str], completions: list[str], tok, cutoff_len: int, completion_ids: CompletionIds | None = None
+) -> list[dict]:
     """``encode`` for many records: one batched (Rust, multi-threaded) call per field."""
-    bos = bos_prefix(tok)  # as generation feeds the prompt (models.prompt_ids)
+    bos, eos = bos_prefix(tok), [tok.eos_token_id]  # BOS as generation feeds the prompt (models.prompt_ids)
+    answers = completion_ids(completions) if completion_ids is not None else token_ids(tok, completions)
     rows = []
-    for prompt, completion in zip(token_ids(tok, prompts), token_ids(tok, completions)):
-        prompt = bos + prompt
-        ids = (prompt + completion + [tok.eos_token_id])[:cutoff_len]
-        labels = ([IGNORE] * len(prompt) + completion + [tok.eos_token_id])[:cutoff_len]
-        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels})
+    for prompt, completion in zip(token_ids(tok, prompts), answers):
+        n = len(bos) + len(prompt)
+        rows.append({
+            "input_ids": (bos + prompt + completion + eos)[:cutoff_len],
+            "labels": ([IGNORE] * n + completion + eos)[:cutoff_len],
+        })
     return rows
 
 
@@ -58,11 +90,11 @@ def _tokenized_rows(
 ):
     """Rows of the tokenized training set for byte ranges of the file, 1,000 records a batch."""
     tok = load_tokenizer(base, trust_remote_code)
+    completion_ids = CompletionIds(tok)
     for start, end in shards:
         for prompts, completions in _record_batches(train_file, start, end, 1000):
-            for row in encode_batch(prompts, completions, tok, cutoff_len):
-                ids = row["input_ids"]
-                yield {"input_ids": ids, "labels": row["labels"], "length": len(ids)}
+            for row in encode_batch(prompts, completions, tok, cutoff_len, completion_ids):
+                yield {**row, "length": len(row["input_ids"])}
 
 
 def _record_batches(train_file: str, start: int, end: int, batch: int):
