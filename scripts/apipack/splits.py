@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pandas as pd
@@ -137,6 +138,7 @@ class LanguageSplits:
     splits: Splits
     rejects: list[Reject]
 
+    @cached_property
     def statistics(self) -> pd.DataFrame:
         stats = pd.DataFrame(statistics(self.lang, self.splits))
         stats["rejected_records"] = len(self.rejects)
@@ -154,7 +156,7 @@ class LanguageSplits:
             write_json(path, self.splits.levels[level], indent=None)
         write_json(out.manifest, manifest(self.splits))
         with atomic_open(out.stats) as fh:
-            self.statistics().to_csv(fh, index=False)
+            self.statistics.to_csv(fh, index=False)
 
 
 def split_language(path: str | Path, lang: str, policy: Policy, max_chars: int, params: SplitParams) -> LanguageSplits:
