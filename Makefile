@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test dry-run report paper-figures lint format clean
+.PHONY: venv run test dry-run report paper-figures docs lint format clean
 
 venv: $(STAMP) node_modules/.package-lock.json
 
@@ -35,6 +35,9 @@ paper-figures: venv
 
 test: lint
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
+
+docs: venv
+	$(BIN)/python -m apipack.schema_doc > docs/configuration.md
 
 lint: venv
 	$(BIN)/ruff check .

@@ -39,7 +39,8 @@ from apipack.prompts import (  # noqa: E402
     test_records,
     training_records,
 )
-from apipack.splits import SplitParams, make_splits, manifest, order_instances, statistics  # noqa: E402
+from apipack.settings import SplitSettings  # noqa: E402
+from apipack.splits import make_splits, manifest, order_instances, statistics  # noqa: E402
 
 WORDS = ("list get create update delete the a of for with user account item order invoice "
          "project repository file message channel token report metric alert policy").split()
@@ -96,7 +97,7 @@ def job(lang: str, n: int, seed: int, workdir: str, tokenizer: str | None) -> di
     start, cpu0 = time.perf_counter(), _cpu()
     splits_cfg, prompts_cfg = cfg["splits"], cfg["prompts"]
     total = order_instances(load_instances(raw, lang).instances, splits_cfg["order"], seed)
-    splits = make_splits(total, SplitParams.from_config(splits_cfg))
+    splits = make_splits(total, SplitSettings.from_config(cfg))
     write_json(folder / "train.json", splits.train, indent=None)
     write_json(folder / "manifest.json", manifest(splits))
     stats = statistics(lang, splits)

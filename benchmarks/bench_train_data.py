@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from apipack.languages import LANG_KEYS  # noqa: E402
 from apipack.prompts import Truncator, group_by, training_records  # noqa: E402
-from apipack.splits import SplitParams, make_splits, order_instances  # noqa: E402
+from apipack.settings import SplitSettings  # noqa: E402
+from apipack.splits import make_splits, order_instances  # noqa: E402
 from bench_splits import defaults, synthetic  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def training_file(path: Path, per_language: int, seed: int) -> int:
     with open(path, "w", encoding="utf-8") as fh:
         for lang in LANG_KEYS:
             total = order_instances(synthetic(lang, per_language, seed), splits["order"], seed)
-            train = make_splits(total, SplitParams.from_config(splits)).train
+            train = make_splits(total, SplitSettings.from_config(cfg)).train
             recs = training_records(train, group_by(train, "api_description"), ["simple", "fewshot"],
                                     Truncator(), prompts["description_tokens"], prompts["fewshot_tokens"],
                                     prompts["k"], seed)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Post-deploy script of every env in envs/ (each <env>.post-deploy.sh links here). Snakemake runs
 # it once, right after creating an env, inside it (CONDA_PREFIX set), from its working directory,
-# which must be the project root: `snakemake --sdm conda` as the README runs it.
+# which must be the project root: `snakemake --sdm conda` as docs/clusters.md runs it.
 set -euo pipefail
 root=$PWD
 if ! grep -qs '^name = "apipack"' "$root/pyproject.toml"; then

@@ -7,16 +7,16 @@ sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from apipack.comparisons import declared  # noqa: E402
 from apipack.config import check_references, experiment_cells, figure_families  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
+from apipack.launch import finetune_command, train_resources  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
-from apipack.splits import SplitParams  # noqa: E402
 from apipack.settings import (  # noqa: E402
     BuildSettings,
     GenerationSettings,
     ModelSource,
     PromptSettings,
     RetrievalSettings,
-    RunSettings,
     SpecSelection,
+    SplitSettings,
     TrainSettings,
 )
 
@@ -125,7 +125,8 @@ def manifest_inputs(wildcards):
     local = [m for m in models if config["models"][m]["source"] != "openai"]  # APIs: no files
     return {
         "base": [f"results/models/base/{m}" for m in local],
-        "finetuned": finetuned_models(),
+        "finetuned": finetuned_models()
+        + sorted({config["models"][m].get("adapter", "") for m in local} - {""}),
         "splits": [f"results/splits/{lang}/{n}.json" for lang in LANGS for n in ("train", "valid")]
         + [f"results/splits/{lang}/level{level}.json" for lang, level in tested_levels()],
         "prompts": sorted(
@@ -142,7 +143,13 @@ def manifest_inputs(wildcards):
 
 
 def model_source(wildcards):
+    """What a model's answers depend on (an adapter trained elsewhere included)."""
     return ModelSource.from_config(config, wildcards.model).param()
+
+
+def prepared_model_source(wildcards):
+    """What a prepared base folder depends on."""
+    return ModelSource.from_config(config, wildcards.model).without_adapter().param()
 
 
 def code_version(script):
@@ -178,9 +185,10 @@ def base_model_dir(wildcards):
 
 
 def finetuned_dir(wildcards):
-    """The fine-tuned model of a cell (adapter or full model); none for the untuned base."""
+    """The fine-tuned model of a cell (adapter or full model); for the base, the LoRA adapter
+    trained elsewhere that its entry names (models.*.adapter), if any."""
     if wildcards.trainset == "base":
-        return []
+        return config["models"][wildcards.model].get("adapter", [])
     return f"results/models/ft/{wildcards.model}/{wildcards.trainset}"
 
 
@@ -238,65 +246,6 @@ def generation_settings(wildcards):
 
 def trusts_remote_code(wildcards):
     return config["models"][wildcards.model].get("trust_remote_code", False)
-
-
-def train_resources():
-    """GPU resources of a training job, in the SLURM plugin's terms.
-
-    One node: ``gpu`` GPUs (sbatch --gpus; on a workstation the count that --resources gpu=N
-    budgets). Several nodes: ``gres=gpu:G`` per node, one task per node (``tasks``) and
-    ``mpi=srun``, so that the jobstep plugin does not wrap the job in its own srun and the
-    rule's ``srun`` starts one launcher per node.
-    """
-    gpus, nodes = config["finetune"]["gpus"], config["finetune"]["nodes"]
-    if nodes == 1:
-        return {"gpu": gpus, "nodes": 1}
-    return {
-        "gpu": 0,
-        "gres": f"gpu:{gpus}",
-        "nodes": nodes,
-        "tasks": nodes,
-        "tasks_per_gpu": 0,
-        "mpi": "srun",
-    }
-
-
-def finetune_command():
-    """The training command. How the job runs travels on it, outside params and the checkpoint
-    key, so that changing it never retrains: the GPUs and nodes (plain python on a CPU or one
-    GPU; accelerate launch with one process per GPU; on several nodes ``{resources.mpi}`` (srun)
-    runs accelerate launch once per node, machine rank = SLURM_NODEID; on a workstation the job
-    first claims free GPUs, apipack.gpu_slots), the accelerate config and apipack.settings.RunSettings.
-    """
-    ft = config["finetune"]
-    gpus, nodes, acc = ft["gpus"], ft["nodes"], ft["accelerate_config"]
-    launch = "accelerate launch " + (
-        f"--config_file {Path(workflow.basedir) / acc} " if acc else "--multi_gpu "
-    )
-    if nodes > 1:
-        head = "$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n 1)"
-        launch += (
-            f"--num_processes {gpus * nodes} --num_machines {nodes} --machine_rank $SLURM_NODEID "
-            f"--main_process_ip {head} --main_process_port 29500 -m apipack.train"
-        )
-        launch = (
-            f"{{resources.mpi}} --nodes {nodes} --ntasks-per-node 1 --kill-on-bad-exit 1 "
-            f"bash -c '{launch} \"$@\"' apipack-train"
-        )
-    else:
-        slots = f"python -m apipack.gpu_slots {gpus} -- " if gpus else ""
-        train = (
-            "python -m apipack.train"
-            if gpus <= 1
-            else f"{launch}--num_processes {gpus} -m apipack.train"
-        )
-        launch = slots + train
-    return (
-        f"mkdir -p {{params.checkpoints}} && PYTHONPATH={SCRIPTS} {launch} --train {{input.train}} "
-        "--base {input.base} --settings {input.settings} --out {output.model} "
-        "--checkpoints {params.checkpoints} --log-csv {output.curve} "
-        f"{RunSettings.from_config(config).arguments()} > {{log}} 2>&1"
-    )
 
 
 def score_files():

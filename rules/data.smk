@@ -162,6 +162,6 @@ rule prepare_model:
         mem_mb=8000,
         runtime=120,
     params:
-        source=model_source,
+        source=prepared_model_source,
     script:
         "../scripts/prepare_model.py"

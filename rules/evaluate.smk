@@ -18,7 +18,8 @@ rule generate:
         gpu=config["generation"]["gpus"],
     params:
         generation=generation_settings,
-        # the model's result settings; its connection settings (API models) come from the config
+        # what the model's answers depend on; an API model's connection settings, which do not
+        # change them, come from the config (apipack.settings.connection)
         model=model_source,
     script:
         "../scripts/generate.py"

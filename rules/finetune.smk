@@ -44,11 +44,11 @@ rule finetune:
         "../envs/train.yaml"
     threads: 2
     resources:
-        **train_resources(),
+        **train_resources(config["finetune"]["gpus"], config["finetune"]["nodes"]),
         mem_mb=16000,
         runtime=1440,
     params:
         # Undeclared, so that a killed job keeps its checkpoints and the rerun resumes.
         checkpoints="results/checkpoints/{model}/{trainset}",
     shell:
-        finetune_command()
+        finetune_command(config, workflow.basedir)

@@ -19,7 +19,7 @@ rule splits:
         mem_mb=8000,
         runtime=30,
     params:
-        splits=SplitParams.from_config(config["splits"], config["seed"]).param(),
+        splits=SplitSettings.from_config(config).param(),
         policy=config["data"]["on_bad_record"],
         max_chars=config["data"]["max_field_chars"],
     script:

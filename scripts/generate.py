@@ -3,7 +3,7 @@
 from apipack.generate import generate_cell
 from apipack.gpu_slots import claim
 from apipack.rulelog import logged
-from apipack.settings import GenerationSettings
+from apipack.settings import GenerationSettings, ModelSource, connection
 
 with logged(snakemake):
     claim(snakemake.resources.gpu)  # workstation: free GPUs only, before CUDA starts
@@ -11,7 +11,8 @@ with logged(snakemake):
     stats = generate_cell(
         inp.prompts,
         snakemake.output[0],
-        snakemake.config["models"][wc.model],  # with an API model's connection settings
+        ModelSource.of(snakemake.params.model),
+        connection(snakemake.config["models"][wc.model]),  # how an API model is reached
         (inp.base or None, inp.finetuned or None),
         GenerationSettings.of(snakemake.params.generation),
         int(wc.seed),

@@ -1,10 +1,11 @@
 """Rule splits: validate one language's data, then level 1-3 test sets and the training split."""
 
 from apipack.rulelog import logged
-from apipack.splits import SplitParams, split_language
+from apipack.settings import SplitSettings
+from apipack.splits import split_language
 
 with logged(snakemake):
-    params = SplitParams.of(snakemake.params.splits)
+    params = SplitSettings.of(snakemake.params.splits)
     result = split_language(
         snakemake.input[0], snakemake.wildcards.lang, snakemake.params.policy, snakemake.params.max_chars, params
     )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -19,6 +23,64 @@ from apipack.data import format_output  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
+SCHEMA = ROOT / "schemas" / "config.schema.yaml"
+# Shell rules call `python`/`accelerate` from PATH, as under `make`: the venv comes first.
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+SNAKEMAKE_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@dataclass
+class Run:
+    """A finished Snakemake process: its exit status and its stdout and stderr together."""
+
+    returncode: int
+    out: str
+
+
+def snakemake(*args: str, cwd: Path = ROOT, workdir: Path | None = None, config: dict | Path | None = None,
+              env: dict[str, str] | None = None, check: bool = True, timeout: float | None = None) -> Run:
+    """``python -m snakemake ARGS`` from ``cwd`` (the project root unless a checkout copy is given),
+    as a user runs it. ``workdir``: ``--directory``; ``config``: a file, or a dict written to
+    ``config.yaml`` in ``workdir`` (or ``cwd``), passed last as ``--configfile`` (which takes every
+    word after it); ``env``: variables added to the environment. ``check``: a non-zero exit fails
+    the test with the end of the output."""
+    cmd = [*SNAKEMAKE, *(["--directory", str(workdir)] if workdir else []), *args]
+    if isinstance(config, dict):
+        path = (workdir or cwd) / "config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config))
+        config = path
+    if config is not None:
+        cmd += ["--configfile", str(config)]
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                         env={**SNAKEMAKE_ENV, **(env or {})})
+    run = Run(res.returncode, res.stdout + res.stderr)
+    if check and run.returncode:
+        raise AssertionError(f"{' '.join(cmd)} exited {run.returncode}:\n{run.out[-6000:]}")
+    return run
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The working tree's tracked and untracked (not ignored) files, as a fresh clone has them."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=ROOT, input="\0".join(f for f in files if f).encode(),
+                   stdout=open(dest / ".copy.tar", "wb"), check=True)
+    subprocess.run(["tar", "-xf", ".copy.tar"], cwd=dest, check=True)
+    (dest / ".copy.tar").unlink()
+    if (ROOT / "node_modules").is_dir():  # npm ci's output, as `make venv` leaves it
+        (dest / "node_modules").symlink_to(ROOT / "node_modules")
+    return dest
+
+
+def schema_config(config: dict) -> dict:
+    """``config`` with the schema's defaults filled in, as the workflow holds it after loading it."""
+    from snakemake.utils import validate
+
+    config = {"experiments": [{"model": "smollm2", "train_set": "base", "languages": ["python"]}], **config}
+    validate(config, str(SCHEMA))
+    return config
 
 
 def make_instance(api: str, i: int, lang: str = "python", path: str | None = None) -> dict:

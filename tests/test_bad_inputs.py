@@ -3,10 +3,7 @@ message naming the file, record and field, or, under the skip policy, in a rejec
 declared output is left behind."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +13,7 @@ import yaml
 from apipack.builder import load_user_specs
 from apipack.data import DataError, load_instances
 from apipack.languages import LANGUAGES
-from conftest import ROOT, write_json
+from conftest import Run, snakemake, write_json
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text())
@@ -75,28 +72,22 @@ def test_bad_specs_are_rejected_with_reasons(tmp_path):
         assert got[name].startswith(reason), (name, got[name])
 
 
-def snakemake(workdir: Path, config: dict | Path, *targets: str) -> subprocess.CompletedProcess:
-    if isinstance(config, dict):
-        path = workdir / "config.yaml"
-        path.write_text(yaml.safe_dump(config))
-        config = path
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--keep-going", "--directory", str(workdir),
-           *targets, "--configfile", str(config)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+def run(workdir: Path, config: dict | Path, *targets: str) -> Run:
+    return snakemake("--cores", "2", "--keep-going", *targets, workdir=workdir, config=config, check=False,
+                     timeout=600)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED["configs"]))
 def test_bad_config_stops_before_any_job(tmp_path, name):
-    res = snakemake(tmp_path, CORPUS / "configs" / name, "-n")
-    out = res.stdout + res.stderr
+    res = run(tmp_path, CORPUS / "configs" / name, "-n")
+    out = res.out
     assert res.returncode != 0
     for fragment in EXPECTED["configs"][name]:
         assert fragment in out, out[-2000:]
     assert not (tmp_path / "results").exists()
 
 
-def local_run(tmp_path: Path, files: list[str], policy: str) -> tuple[subprocess.CompletedProcess, dict]:
+def local_run(tmp_path: Path, files: list[str], policy: str) -> tuple[Run, dict]:
     """Give each language one corpus file (relabelled) and run its splits rule."""
     local = tmp_path / "local"
     local.mkdir()
@@ -112,7 +103,7 @@ def local_run(tmp_path: Path, files: list[str], policy: str) -> tuple[subprocess
                    "level2": {"pool": 4, "max_apis": 1, "min_api_count": 2}, "level3": {"start": 0, "size": 1}},
         "experiments": [{"model": "smollm2", "train_set": "base", "languages": [langs[0]]}],
     }
-    res = snakemake(tmp_path, config, *(f"results/splits/{lang}/manifest.json" for lang in langs))
+    res = run(tmp_path, config, *(f"results/splits/{lang}/manifest.json" for lang in langs))
     return res, assignment
 
 
@@ -120,7 +111,7 @@ def test_workflow_stops_on_each_bad_file_and_leaves_no_output(tmp_path):
     file_level = sorted(name for name, e in DATASETS.items() if "file" in e)
     record_level = [n for n in RECORD_LEVEL if n != "other_language_label.json"]  # curl takes cURL
     res, assignment = local_run(tmp_path, (file_level + record_level)[:10], "error")
-    assert res.returncode != 0 and "Error in rule splits" in res.stdout + res.stderr
+    assert res.returncode != 0 and "Error in rule splits" in res.out
     for lang, name in assignment.items():
         exp, log = DATASETS[name], (tmp_path / f"logs/splits/{lang}.log").read_text()
         where = f"total_data_cleaned_{lang}.json: " + (
@@ -133,7 +124,7 @@ def test_workflow_stops_on_each_bad_file_and_leaves_no_output(tmp_path):
 def test_workflow_skip_policy_writes_rejects_and_goes_on(tmp_path):
     files = [n for n in RECORD_LEVEL if n != "other_language_label.json"]
     res, assignment = local_run(tmp_path, files[-9:], "skip")  # nine languages; curl not used
-    assert res.returncode == 0, res.stdout[-3000:]
+    assert res.returncode == 0, res.out[-3000:]
     for lang, name in assignment.items():
         exp, folder = DATASETS[name], tmp_path / f"results/splits/{lang}"
         rejects = pd.read_csv(folder / "rejects.csv")

@@ -1,16 +1,11 @@
 """Rules name existing envs (their contents: tests/test_envs.py); config errors name the key."""
 
 import re
-import subprocess
-import sys
 
 import pytest
-import yaml
 
 from apipack.config import ConfigError, check_references, experiment_cells
-from conftest import ROOT
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from conftest import ROOT, snakemake
 
 
 def test_every_rule_names_an_existing_env():
@@ -19,12 +14,9 @@ def test_every_rule_names_an_existing_env():
             assert (ROOT / env).is_file(), f"{smk.name}: {env}"
 
 
-def run_snakemake(tmp_path, config: dict, *args):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    res = subprocess.run([*SNAKEMAKE, "-n", "--configfile", str(cfg), "--directory", str(tmp_path), *args],
-                         cwd=ROOT, capture_output=True, text=True)
-    return res.returncode, res.stdout + res.stderr
+def dry_run(tmp_path, config: dict) -> tuple[int, str]:
+    run = snakemake("-n", workdir=tmp_path, config=config, check=False)
+    return run.returncode, run.out
 
 
 BASE = {"experiments": [{"model": "smollm2", "train_set": "base", "languages": ["curl"]}]}
@@ -41,14 +33,14 @@ BASE = {"experiments": [{"model": "smollm2", "train_set": "base", "languages": [
     ],
 )
 def test_schema_errors_stop_before_any_job(tmp_path, change, expected):
-    rc, out = run_snakemake(tmp_path, {**BASE, **change})
+    rc, out = dry_run(tmp_path, {**BASE, **change})
     assert rc != 0
     assert expected in out and "validat" in out.lower()
     assert not (tmp_path / "results").exists()
 
 
 def test_reference_errors_name_the_key(tmp_path):
-    rc, out = run_snakemake(tmp_path, {"experiments": [{"model": "gpt9", "train_set": "base", "languages": ["curl"]}]})
+    rc, out = dry_run(tmp_path, {"experiments": [{"model": "gpt9", "train_set": "base", "languages": ["curl"]}]})
     assert rc != 0 and "experiments[0].model: 'gpt9' is not in models" in out
     cfg = {"models": {"m": {"source": "hub", "repo": "x/y"}}, "languages": ["curl"], "train_sets": {},
            "prompts": {"tokenizer": None, "retrieval": {}}, "experiments": [],

@@ -21,33 +21,15 @@ import pytest
 import yaml
 
 from apipack.files import read_jsonl
-from conftest import ROOT, chat_server, job_stats
+from conftest import ROOT, SNAKEMAKE, SNAKEMAKE_ENV, chat_server, checkout_copy, job_stats, snakemake
 
 PAPER, REHEARSAL = "configs/paper.yaml", "configs/rehearsal.yaml"
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 LANGS = ["curl", "python", "java", "go", "javascript", "libcurl", "node", "php", "ruby", "swift"]
 
 
-def checkout_copy(dest: Path) -> Path:
-    """The working tree's tracked and untracked (not ignored) files, as a fresh clone has them."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["tar", "-cf", "-", "--null", "-T", "-"], cwd=ROOT, input="\0".join(f for f in files if f).encode(),
-                   stdout=open(dest / ".copy.tar", "wb"), check=True)
-    subprocess.run(["tar", "-xf", ".copy.tar"], cwd=dest, check=True)
-    (dest / ".copy.tar").unlink()
-    if (ROOT / "node_modules").is_dir():  # npm ci's output, as `make venv` leaves it
-        (dest / "node_modules").symlink_to(ROOT / "node_modules")
-    return dest
-
-
-def snakemake(cwd: Path, *args, check=True) -> str:
-    res = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, env=ENV)
-    out = res.stdout + res.stderr
-    if check and res.returncode:
-        raise AssertionError(out[-6000:])
-    return out
+def run_in(root: Path, *args, check=True) -> str:
+    """Snakemake's output, run from the root of a checkout copy."""
+    return snakemake(*args, cwd=root, check=check).out
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +39,7 @@ def checkout(tmp_path_factory) -> Path:
 
 def test_paper_config_holds_the_papers_settings(checkout):
     """The config Snakemake itself holds after loading configs/paper.yaml from the project root."""
-    snakemake(checkout, "results/config.yaml", "--cores", "1", "--configfile", PAPER)
+    run_in(checkout, "results/config.yaml", "--cores", "1", "--configfile", PAPER)
     cfg = yaml.safe_load((checkout / "results/config.yaml").read_text())
     assert cfg["languages"] == LANGS
     assert cfg["data"]["source"] == "download"
@@ -85,17 +67,17 @@ def test_paper_config_holds_the_papers_settings(checkout):
 
 
 def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
-    out = snakemake(checkout, "-n", "-p", "--configfile", PAPER)  # = make dry-run
+    out = run_in(checkout, "-n", "-p", "--configfile", PAPER)  # = make dry-run
     stats = job_stats(out)
     assert (stats["finetune"], stats["download_dataset"], stats["prepare_model"]) == (15, 10, 6)
     assert stats["generate"] == 205  # 203 cells of local models + the 2 GPT cells
     assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
     (checkout / "multi_node.yaml").write_text("finetune: {nodes: 2}\n")
-    out = snakemake(checkout, "-n", "-p", "--configfile", PAPER, "multi_node.yaml")
+    out = run_in(checkout, "-n", "-p", "--configfile", PAPER, "multi_node.yaml")
     assert "gres=gpu:8" in out and "nodes=2" in out and "tasks=2" in out and "mpi=srun" in out
     assert ("srun --nodes 2 --ntasks-per-node 1 --kill-on-bad-exit 1 bash -c 'accelerate launch --config_file" in out
             and "--num_processes 16 --num_machines 2 --machine_rank $SLURM_NODEID" in out)
-    out = snakemake(checkout, "download", "-n", "--cores", "4", "--configfile", PAPER)
+    out = run_in(checkout, "download", "-n", "--cores", "4", "--configfile", PAPER)
     assert job_stats(out) == {"download_dataset": 10, "prepare_model": 6, "download": 1, "total": 17}
 
 
@@ -127,8 +109,8 @@ def descendants(pid: int) -> list[int]:
 
 def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 600) -> None:
     """Run the training job and kill -9 the whole workflow once a complete checkpoint exists."""
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", FT_SET, "--cores", "2", *args], cwd=root,
-                            env=ENV, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([*SNAKEMAKE, FT_SET, "--cores", "2", *args], cwd=root, env=SNAKEMAKE_ENV,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder, start = root / "results/checkpoints/codellama-13b/python-20k", time.time()
     try:
         while not list(folder.glob("checkpoint-*/trainer_state.json")):
@@ -152,13 +134,13 @@ def rehearsal(tmp_path_factory):
         api.write_text(f"models: {{gpt-4-1106: {{base_url: '{url}'}}}}\n")
         args = configs(api)
         kill_after_first_checkpoint(root, args)
-        locked = snakemake(root, "--cores", "2", *args, check=False)
+        locked = run_in(root, "--cores", "2", *args, check=False)
         assert "LockException" in locked or "cannot be locked" in locked.lower()
-        snakemake(root, "--unlock", *args)  # README: after a kill, --unlock, then the same command
+        run_in(root, "--unlock", *args)  # README: after a kill, --unlock, then the same command
         start = time.time()
-        snakemake(root, "--cores", "2", *args)
+        run_in(root, "--cores", "2", *args)
         seconds = time.time() - start
-        snakemake(root, "--report", "results/report.html", *args)
+        run_in(root, "--report", "results/report.html", *args)
     return root, seen, seconds, args
 
 
@@ -197,7 +179,7 @@ def test_rehearsal_sampling_is_seeded(rehearsal):
     root, _, _, args = rehearsal
     cell = "results/generations/codellama-13b/python-20k/python/L1_zero_shot_s0.jsonl"
     before = (root / cell).read_text()
-    snakemake(root, cell, "--cores", "2", "--forcerun", "generate", *args)
+    run_in(root, cell, "--cores", "2", "--forcerun", "generate", *args)
     assert (root / cell).read_text() == before
 
 
@@ -206,7 +188,7 @@ def test_rehearsal_lora_adapter_with_greedy_decoding(rehearsal):
     lora = root / "lora_greedy.yaml"
     lora.write_text("finetune: {method: lora, learning_rate: 0.002, precision: fp32}\ngeneration: {do_sample: false}\n")
     cell = "results/scores/codellama-13b/python-10k/python/L3_retrieval_3shot_s0.jsonl"
-    out = snakemake(root, cell, "--cores", "2", *args, str(lora))
+    out = run_in(root, cell, "--cores", "2", *args, str(lora))
     assert "rule finetune" in out
     adapter = root / "results/models/ft/codellama-13b/python-10k"
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
@@ -266,6 +248,7 @@ def test_fsdp2_sharded_weights_gather_save_and_load(tmp_path):
     script = tmp_path / "fsdp2.py"
     script.write_text(FSDP2)
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
-                          str(base), str(tmp_path)], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+                          str(base), str(tmp_path)], capture_output=True, text=True, env=SNAKEMAKE_ENV, cwd=ROOT,
+                         timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "gathered" in res.stdout and (tmp_path / "full/model.safetensors").is_file()

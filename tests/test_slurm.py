@@ -3,18 +3,15 @@
 Skipped, with a message, where no cluster answers: `make test` passes on a laptop too.
 """
 
-import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
 from apipack.config import figure_families
-from conftest import ROOT
+from conftest import ROOT, Run, snakemake
 
 
 def cluster_up() -> bool:
@@ -44,19 +41,15 @@ LOCAL = [
 ]
 
 
-def snakemake_slurm(tmp_path, config: dict, *extra):
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", "--configfile", str(cfg),
-           "--directory", str(tmp_path / "run"), *LOCAL, *extra]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+def snakemake_slurm(tmp_path, config: dict, *extra) -> Run:
+    return snakemake("--workflow-profile", "profiles/slurm", *LOCAL, *extra, workdir=tmp_path / "run",
+                     config=config, check=False, timeout=900)
 
 
 def test_tiny_workflow_runs_through_slurm(tmp_path):
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     res = snakemake_slurm(tmp_path, config, "--retries", "0")
-    out = res.stdout + res.stderr
+    out = res.out
     assert res.returncode == 0, out[-4000:]
     assert "slurm" in out.lower() and "Job " in out
     metrics = pd.read_csv(tmp_path / "run/results/metrics/metrics.csv")
@@ -74,7 +67,7 @@ def test_failing_job_is_reported_and_retried(tmp_path):
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     config["data"]["build"]["specs"] = str(tmp_path / "no-such-folder")
     res = snakemake_slurm(tmp_path, config, "--retries", "1", "results/data/specs/manifest.json")
-    out = res.stdout + res.stderr
+    out = res.out
     assert res.returncode != 0
     assert "Error in rule select_specs" in out and "no-such-folder" in out
     assert "failed" in out.lower() and "Trying to restart job" in out

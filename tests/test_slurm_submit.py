@@ -8,12 +8,11 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, SNAKEMAKE_ENV, snakemake
 
 SHIMS = {
     # sbatch: record the call, then refuse it (nothing is submitted)
@@ -47,20 +46,13 @@ def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     (run / "results/settings/finetune/tiny.json").write_text("{}")
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     config["finetune"].update(gpus=gpus, nodes=nodes)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "SHIM_LOG": str(log),
-    }
-    cmd = [sys.executable, "-m", "snakemake", "results/models/ft/tiny/python",
-           "--workflow-profile", "profiles/slurm", "--configfile", str(tmp_path / "config.yaml"),
-           "--directory", str(run), "--retries", "0", "--allowed-rules", "finetune",
-           "--slurm-init-seconds-before-status-checks", "1",
-           "--default-resources", "slurm_account=testacct", "slurm_partition=cpu", "gpu=0"]
-    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
-    assert "stand-in sbatch" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
-    return read_args(log / "sbatch"), env
+    env = {"PATH": f"{bin_dir}{os.pathsep}{SNAKEMAKE_ENV['PATH']}", "SHIM_LOG": str(log)}
+    res = snakemake("results/models/ft/tiny/python", "--workflow-profile", "profiles/slurm", "--retries", "0",
+                    "--allowed-rules", "finetune", "--slurm-init-seconds-before-status-checks", "1",
+                    "--default-resources", "slurm_account=testacct", "slurm_partition=cpu", "gpu=0",
+                    workdir=run, config=config, env=env, check=False, timeout=300)
+    assert "stand-in sbatch" in res.out, res.out[-3000:]
+    return read_args(log / "sbatch"), {**SNAKEMAKE_ENV, **env}
 
 
 def run_jobstep(sbatch: list[str], env: dict, run: Path) -> None:

@@ -23,8 +23,9 @@ from apipack.retrieval import (
     top_k_bm25,
     top_k_embedding,
 )
-from apipack.splits import SplitParams, make_splits, manifest, order_instances, statistics
-from conftest import make_instance
+from apipack.settings import SplitSettings
+from apipack.splits import make_splits, manifest, order_instances, statistics
+from conftest import make_instance, schema_config
 
 SIZES = {"A": 6, "B": 2, "C": 5, "D": 4, "E": 3}
 
@@ -33,13 +34,19 @@ def corpus() -> list[dict]:
     return [make_instance(api, i) for api, n in SIZES.items() for i in range(n)]
 
 
+def split_settings(splits: dict) -> SplitSettings:
+    """The schema's level rules with ``splits`` changed, as a run with that config holds them."""
+    return SplitSettings.from_config(schema_config({"splits": splits}))
+
+
 def ids(rows):
     return [r["unique_id"].replace(".json_", "") for r in rows]
 
 
 def test_levels_follow_the_reference_rules():
-    p = SplitParams(l1_pool=10, l1_size=4, l1_min_api_count=5, l2_pool=20, l2_max_apis=2,
-                    l2_min_api_count=4, l3_start=8, l3_size=5)
+    p = split_settings({"level1": {"pool": 10, "size": 4, "min_api_count": 5},
+                        "level2": {"pool": 20, "max_apis": 2, "min_api_count": 4},
+                        "level3": {"start": 8, "size": 5}})
     s = make_splits(corpus(), p)
     assert ids(s.levels[1]) == ["A0", "A1", "A2", "A3"]  # stays in training
     assert ids(s.levels[2]) == ["A0", "C0"]  # first instance per API, max 2 APIs
@@ -50,15 +57,16 @@ def test_levels_follow_the_reference_rules():
 
 
 def test_level3_apis_leave_training_entirely():
-    s = make_splits(corpus(), SplitParams(l1_pool=20, l2_pool=20, l2_max_apis=1, l3_start=0, l3_size=3))
+    s = make_splits(corpus(), split_settings({"level1": {"pool": 20}, "level2": {"pool": 20, "max_apis": 1},
+                                                "level3": {"start": 0, "size": 3}}))
     held = {r["api_name"] for r in s.levels[3]}
     assert held and not held & {r["api_name"] for r in s.train}
 
 
 def test_splits_are_deterministic_and_order_is_seeded():
-    a = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 3), SplitParams())))
-    b = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 3), SplitParams())))
-    c = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 4), SplitParams())))
+    a = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 3), split_settings({}))))
+    b = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 3), split_settings({}))))
+    c = json.dumps(manifest(make_splits(order_instances(corpus(), "shuffle_apis", 4), split_settings({}))))
     assert a == b and a != c
     shuffled = order_instances(corpus(), "shuffle_apis", 3)
     assert sorted(ids(shuffled)) == sorted(ids(corpus()))

@@ -9,10 +9,7 @@ The paper config and its CPU rehearsal run from the root of a checkout copy (tes
 import filecmp
 import hashlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,41 +18,33 @@ import yaml
 
 from apipack.data import load_instances
 from apipack.files import read_json
-from conftest import ROOT, job_stats
+from conftest import ROOT, job_stats, snakemake
 
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 FAMILIES = ("model_battle", "scaling", "cross_lingual", "parity", "structural")
 
 
-# Shell rules call `python`/`accelerate` from PATH, as under `make`: the venv comes first.
 # Every run sees canary secrets, which must never reach a log, a result or the report.
 SECRETS = {"HF_TOKEN": "hf_canaryQ7xV2mZ9", "OPENAI_API_KEY": "sk-canary-4Rt8LpW1"}
-ENV = {**os.environ, **SECRETS,
-       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def snakemake(*args, cwd=ROOT, check=True) -> str:
-    res = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=ENV)
-    out = res.stdout + res.stderr
-    if check and res.returncode:
-        raise AssertionError(out[-5000:])
-    return out
+def tiny(*args, workdir: Path, config: Path = TINY) -> str:
+    """A run of the tiny config (or another) in ``workdir``, from the project root."""
+    return snakemake(*args, workdir=workdir, config=config, env=SECRETS).out
 
 
 @pytest.fixture(scope="module")
 def run_a(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("run_a")
-    snakemake("--cores", "2", "--configfile", str(TINY), "--directory", str(d))
+    tiny("--cores", "2", workdir=d)
     return d
 
 
 @pytest.fixture(scope="module")
 def run_b(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("run_b")
-    snakemake("results/metrics/metrics.csv", "results/splits/statistics.csv", "results/metrics/cells.csv",
-              "results/metrics/comparisons.csv", "results/metrics/leakage.csv", "--cores", "2",
-              "--configfile", str(TINY), "--directory", str(d))
+    tiny("results/metrics/metrics.csv", "results/splits/statistics.csv", "results/metrics/cells.csv",
+         "results/metrics/comparisons.csv", "results/metrics/leakage.csv", "--cores", "2", workdir=d)
     return d
 
 
@@ -144,7 +133,7 @@ def changed_config(tmp_path: Path, edit) -> Path:
 
 def rerun(run: Path, config: Path, *args) -> dict[str, int]:
     """{rule: jobs} of a dry run (without the total)."""
-    jobs = job_stats(snakemake("-n", "--configfile", str(config), "--directory", str(run), *args))
+    jobs = job_stats(tiny("-n", *args, workdir=run, config=config))
     return {rule: n for rule, n in jobs.items() if rule != "total"}
 
 
@@ -203,14 +192,14 @@ def test_a_change_in_metric_code_rescores_but_never_retrains(run_a, tmp_path):
 
 
 def test_report_builds(run_a):
-    snakemake("--report", "report.html", "--configfile", str(TINY), "--directory", str(run_a))
+    tiny("--report", "report.html", workdir=run_a)
     html = (run_a / "report.html").read_text(errors="replace")
     for name in ("metrics.csv", "statistics.csv", "build_summary.csv", *[f"{f}.png" for f in FAMILIES]):
         assert name in html, name
 
 
 def test_secrets_never_reach_logs_results_or_report(run_a):
-    snakemake("--report", "report.html", "--configfile", str(TINY), "--directory", str(run_a))
+    tiny("--report", "report.html", workdir=run_a)
     files = [p for p in run_a.rglob("*") if p.is_file()]
     scanned = {p.relative_to(run_a).parts[0] for p in files}
     assert {"results", "logs", "report.html", ".snakemake"} <= scanned

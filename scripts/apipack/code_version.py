@@ -1,6 +1,6 @@
 """The version of the code that computes a rule's result: a hash of its script and of the
 package modules that the script imports, directly or not. A rule whose params hold it reruns
-when that code changes (README, "When does a job rerun")."""
+when that code changes (docs/reruns.md, "When does a job rerun")."""
 
 from __future__ import annotations
 

@@ -50,12 +50,19 @@ def check_references(config: dict) -> None:
         if retrieval["embedder"] == "bm25":
             raise ConfigError("prompts.retrieval.embedder: rerank_3shot reranks embedding hits; not bm25")
     for i, exp in enumerate(config["experiments"]):
+        if "adapter" in models[exp["model"]] and exp["train_set"] != "base":
+            raise ConfigError(
+                f"experiments[{i}].train_set: {exp['model']!r} has an adapter trained elsewhere "
+                "(models.*.adapter): only train_set base; to fine-tune, use an entry without adapter"
+            )
         if models[exp["model"]]["source"] == "openai" and exp["train_set"] != "base":
             raise ConfigError(
                 f"experiments[{i}].train_set: {exp['model']!r} is an API model (source openai); "
                 "only train_set base"
             )
     for name, model in models.items():
+        if "adapter" in model and model["source"] == "openai":
+            raise ConfigError(f"models.{name}.adapter: an API model (source openai) takes no adapter")
         need = {
             "hub": ("repo", "revision"),
             "local": ("path",),

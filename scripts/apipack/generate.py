@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .files import dumps, fingerprint, read_jsonl, reset_unless_stamped, write_jsonl
-from .settings import GenerationSettings, without_connection
+from .settings import GenerationSettings, ModelSource
 
 ANSWER_END = "**lang**:"
 
@@ -278,17 +278,19 @@ def generate_file(
 def generate_cell(
     prompts_file: str,
     out: str,
-    spec: dict,
+    model: ModelSource,
+    server: dict,
     models: tuple[str | None, str | None],
     gen: GenerationSettings,
     seed: int,
     gpus: int,
 ) -> dict:
-    """Answers of a model entry (``spec``; ``models``: its base and fine-tuned folders, if any)
-    to one cell's prompts with one seed, resumable: the partial file's key covers the prompts,
-    the model files and everything that changes the answers."""
+    """Answers of a model (``model``: what its answers depend on; ``server``: how an API model is
+    reached, ``settings.connection``; ``models``: its base and fine-tuned folders, if any) to one
+    cell's prompts with one seed, resumable: the partial file's key covers the prompts, the model
+    files and everything that changes the answers."""
     base, finetuned = models
-    answers = {**gen.param(), "model": without_connection(spec), "seed": seed}
+    answers = {**gen.param(), "model": model.param(), "seed": seed}
     key = fingerprint(answers, [prompts_file, *(path for path in models if path)])
-    engine = make_engine(spec, base, finetuned, gen, gpus)
+    engine = make_engine({**model.param(), **server}, base, finetuned, gen, gpus)
     return generate_file(prompts_file, out, engine, gen.batch_size, seed, key)

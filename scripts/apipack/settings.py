@@ -4,7 +4,7 @@ Each class holds exactly the values that change a rule's output: a rule's ``para
 ``param()`` (a plain dict, since Snakemake compares params by their ``repr`` and ignores other
 objects), so changing one of them reruns the rule, and a rule script rebuilds the object with
 ``of()``. Values that change only how a job runs (GPU count, nodes, logging and save intervals,
-per-device batch, launcher) are kept out: README, "When does a job rerun".
+per-device batch, launcher) are kept out: docs/reruns.md, "When does a job rerun".
 """
 
 from __future__ import annotations
@@ -71,6 +71,23 @@ class TrainSettings(Settings):
             seed=config["seed"],
             trust_remote_code=trust_remote_code,
         )
+
+
+@dataclass(frozen=True)
+class SplitSettings(Settings):
+    """The level rules of the config's ``splits`` section, under its own keys (``level1.size``
+    is ``level1["size"]``), and the seed only where whole APIs are shuffled (``order``)."""
+
+    order: str
+    level1: dict[str, int]
+    level2: dict[str, int]
+    level3: dict[str, int]
+    seed: int | None = None
+
+    @classmethod
+    def from_config(cls, config: dict) -> SplitSettings:
+        splits = config["splits"]
+        return cls(**splits, seed=config["seed"] if splits["order"] == "shuffle_apis" else None)
 
 
 @dataclass(frozen=True)
@@ -197,6 +214,7 @@ class ModelSource(Settings):
     repo: str | None = None  # hub
     revision: str | None = None  # hub
     path: str | None = None  # local
+    adapter: str | None = None  # a LoRA adapter trained elsewhere, on this model
     base_url: str | None = None  # openai
     api_model: str | None = None  # openai
     seed: int | None = None  # tiny, tiny_encoder
@@ -208,6 +226,10 @@ class ModelSource(Settings):
 
     def param(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def without_adapter(self) -> ModelSource:
+        """The prepared base folder does not depend on an adapter applied on it."""
+        return replace(self, adapter=None)
 
 
 @dataclass(frozen=True)

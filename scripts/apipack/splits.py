@@ -20,41 +20,9 @@ import pandas as pd
 
 from .data import Policy, Reject, load_instances
 from .files import atomic_open, write_json
-from .settings import Settings
+from .settings import SplitSettings
 
 LEVELS = (1, 2, 3)
-
-
-@dataclass(frozen=True)
-class SplitParams(Settings):
-    """The level rules and the order they scan; the seed only where APIs are shuffled."""
-
-    l1_pool: int = 20_000
-    l1_size: int = 1_000
-    l1_min_api_count: int = 5
-    l2_pool: int = 20_000
-    l2_max_apis: int = 1_000
-    l2_min_api_count: int = 4
-    l3_start: int = 80_000
-    l3_size: int = 1_000
-    order: str = "file"
-    seed: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg: dict, seed: int | None = None) -> SplitParams:
-        """From the config's ``splits`` section and seed (kept for ``order: shuffle_apis`` only)."""
-        return cls(
-            order=cfg["order"],
-            seed=seed if cfg["order"] == "shuffle_apis" else None,
-            l1_pool=cfg["level1"]["pool"],
-            l1_size=cfg["level1"]["size"],
-            l1_min_api_count=cfg["level1"]["min_api_count"],
-            l2_pool=cfg["level2"]["pool"],
-            l2_max_apis=cfg["level2"]["max_apis"],
-            l2_min_api_count=cfg["level2"]["min_api_count"],
-            l3_start=cfg["level3"]["start"],
-            l3_size=cfg["level3"]["size"],
-        )
 
 
 @dataclass
@@ -78,27 +46,28 @@ def order_instances(instances: list[dict], order: str, seed: int) -> list[dict]:
     return [inst for name in names for inst in groups[name]]
 
 
-def make_splits(total: list[dict], p: SplitParams) -> Splits:
+def make_splits(total: list[dict], p: SplitSettings) -> Splits:
     """Apply the reference's level rules to one language's instances, in the given order."""
     api_counts = Counter(inst["api_name"] for inst in total)
+    l1, l2, l3 = p.level1, p.level2, p.level3
     level1 = [
         inst
-        for inst in total[: p.l1_pool]
-        if inst["instruction_test"] != "None" and api_counts[inst["api_name"]] >= p.l1_min_api_count
-    ][: p.l1_size]
+        for inst in total[: l1["pool"]]
+        if inst["instruction_test"] != "None" and api_counts[inst["api_name"]] >= l1["min_api_count"]
+    ][: l1["size"]]
     level2, l2_apis = [], set()
-    for inst in total[: p.l2_pool]:
-        if len(l2_apis) >= p.l2_max_apis:
+    for inst in total[: l2["pool"]]:
+        if len(l2_apis) >= l2["max_apis"]:
             break
         name = inst["api_name"]
-        if api_counts[name] >= p.l2_min_api_count and name not in l2_apis:
+        if api_counts[name] >= l2["min_api_count"] and name not in l2_apis:
             level2.append(inst)
             l2_apis.add(name)
     l2_ids = {inst["unique_id"] for inst in level2}
     training = [inst for inst in total if inst["unique_id"] not in l2_ids]
     level3, l3_apis = [], set()
-    for inst in training[p.l3_start :]:
-        if len(level3) >= p.l3_size:
+    for inst in training[l3["start"] :]:
+        if len(level3) >= l3["size"]:
             break
         if inst["api_name"] not in l2_apis:
             level3.append(inst)
@@ -159,7 +128,9 @@ class LanguageSplits:
             self.statistics.to_csv(fh, index=False)
 
 
-def split_language(path: str | Path, lang: str, policy: Policy, max_chars: int, params: SplitParams) -> LanguageSplits:
+def split_language(
+    path: str | Path, lang: str, policy: Policy, max_chars: int, params: SplitSettings
+) -> LanguageSplits:
     """Validate one language's dataset file (bad records raise, or are rejected with ``policy:
     skip``), order it (``params.order``) and cut the three test levels and the training split."""
     loaded = load_instances(path, lang, policy, max_chars)
