@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test dry-run report paper-figures docs lint format clean
+.PHONY: venv run test dry-run check-pins report paper-figures docs lint format clean
 
 venv: $(STAMP) node_modules/.package-lock.json
 
@@ -26,6 +26,11 @@ run: venv
 
 dry-run: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake -n --configfile configs/paper.yaml
+
+# Every pinned hub revision of CONFIG against the hub (login node; nothing downloaded).
+CONFIG ?= config.yaml
+check-pins: venv
+	$(BIN)/python -m apipack.pins --configfile $(CONFIG)
 
 report: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --report results/report.html

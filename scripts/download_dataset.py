@@ -4,13 +4,13 @@ from pathlib import Path
 
 import yaml
 
-from apipack.download import check_manifest, download_file
+from apipack.download import Pin, check_manifest, download_file
 from apipack.rulelog import logged
 
 with logged(snakemake):
     dl = snakemake.params.download
     dest = Path(snakemake.output[0])
     print(f"downloading {dl['repo']}@{dl['revision']}/{dest.name}")
-    download_file(dl["repo"], dl["revision"], dest.name, dest)
+    download_file(Pin("data.download", dl["repo"], dl["revision"], "dataset"), dest.name, dest)
     if dl["manifest"]:
         check_manifest(dest, yaml.safe_load(Path(dl["manifest"]).read_text()).get(dest.name, {}))

@@ -8,5 +8,5 @@ from apipack.settings import ModelSource
 
 with logged(snakemake):
     source, out = ModelSource.of(snakemake.params.source), Path(snakemake.output[0])
-    prepare_model(source, out, snakemake.input.corpus)
+    prepare_model(source, out, snakemake.input.corpus, f"models.{snakemake.wildcards.model}")
     print(f"model {snakemake.wildcards.model} ({source.source}) ready in {out}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 CHUNK = 1 << 20
@@ -25,7 +26,17 @@ class DownloadError(RuntimeError):
     pass
 
 
-def _token() -> str | bool:
+@dataclass(frozen=True)
+class Pin:
+    """A hub repository pinned in the config: the entry's key (``models.<name>``, ``data.download``)."""
+
+    entry: str
+    repo: str
+    revision: str
+    repo_type: str = "model"
+
+
+def hub_token() -> str | bool:
     return os.environ.get("HF_TOKEN") or False  # False: never the token file on disk
 
 
@@ -84,7 +95,46 @@ def link(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def _explain(err: Exception, what: str) -> DownloadError:
+def hub_page(repo: str, repo_type: str) -> str:
+    """The repository's page on huggingface.co, where a gated repository's licence is accepted."""
+    return f"https://huggingface.co/{'datasets/' if repo_type == 'dataset' else ''}{repo}"
+
+
+def list_commits_command(repo: str, repo_type: str) -> str:
+    """The command that lists a repository's commits (``apipack.pins --commits``)."""
+    return f"`python -m apipack.pins --commits {repo}{' --repo-type dataset' if repo_type == 'dataset' else ''}`"
+
+
+def hub_fix(err: Exception, pin: Pin) -> str | None:
+    """What the user does about a hub answer that names the pin's problem; None for other errors.
+
+    Checked in this order because GatedRepoError is a RepositoryNotFoundError."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    page = hub_page(pin.repo, pin.repo_type)
+    if isinstance(err, RevisionNotFoundError):
+        return (
+            f"the hub has no revision {pin.revision} of {pin.repo_type} {pin.repo}. Pick a commit it has and "
+            f"set it as {pin.entry}.revision; list them with {list_commits_command(pin.repo, pin.repo_type)} "
+            f"or on {page}/commits/main"
+        )
+    if isinstance(err, GatedRepoError):
+        status = err.response.status_code if err.response is not None else None
+        why = "HF_TOKEN is not set" if not hub_token() else "the account of HF_TOKEN has not been granted access"
+        return (
+            f"{pin.repo_type} {pin.repo} is gated and {why} (HTTP {status}). Log in on {page}, accept its "
+            f"licence (access may take a while to be granted), then export HF_TOKEN=<a read token of that "
+            f"account, from https://huggingface.co/settings/tokens> and rerun"
+        )
+    if isinstance(err, RepositoryNotFoundError):
+        return (
+            f"the hub has no {pin.repo_type} {pin.repo}, or it is private and HF_TOKEN has no access to it. "
+            f"Check {pin.entry}.repo against {page}"
+        )
+    return None
+
+
+def _explain(err: Exception, pin: Pin, what: str) -> DownloadError:
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -92,39 +142,42 @@ def _explain(err: Exception, what: str) -> DownloadError:
             f"{what}: HF_HUB_OFFLINE is set and it is not in the hub cache {constants.HF_HUB_CACHE}. "
             f"Download it where the network is (same HF_HOME), or unset HF_HUB_OFFLINE."
         )
+    fix = hub_fix(err, pin)
+    if fix:
+        return DownloadError(f"{pin.entry} ({pin.repo}@{pin.revision}): {fix}")
     return DownloadError(
-        f"{what}: {type(err).__name__}: {err} (endpoint {constants.ENDPOINT}; check repo, "
+        f"{what} ({pin.entry}): {type(err).__name__}: {err} (endpoint {constants.ENDPOINT}; check repo, "
         f"revision and HF_TOKEN, or use data.source: local with data.local_dir)"
     )
 
 
-def download_file(repo: str, revision: str, filename: str, dest: Path, repo_type: str = "dataset") -> Path:
-    """One file at a pinned commit, verified, then linked to ``dest``."""
+def download_file(pin: Pin, filename: str, dest: Path) -> Path:
+    """One file of ``pin``'s repository at its pinned commit, verified, then linked to ``dest``."""
     from huggingface_hub import hf_hub_download
 
-    what = f"{repo_type} {repo}@{revision[:12]}/{filename}"
-    rev = pinned(revision, what)
+    what = f"{pin.repo_type} {pin.repo}@{pin.revision[:12]}/{filename}"
+    rev = pinned(pin.revision, f"{pin.entry}.revision")
     try:
-        cached = hf_hub_download(repo, filename, repo_type=repo_type, revision=rev, token=_token())
+        cached = hf_hub_download(pin.repo, filename, repo_type=pin.repo_type, revision=rev, token=hub_token())
     except Exception as err:  # noqa: BLE001 (hub, HTTP and offline errors: one clear message)
-        raise _explain(err, what) from err
+        raise _explain(err, pin, what) from err
     verify_blob(Path(cached))
     link(Path(cached), Path(dest))
     return Path(dest)
 
 
-def download_snapshot(repo: str, revision: str, out: Path, repo_type: str = "model") -> Path:
-    """A model repository's files (``MODEL_FILES``) at a pinned commit, verified and linked."""
+def download_snapshot(pin: Pin, out: Path) -> Path:
+    """A model repository's files (``MODEL_FILES``) at its pinned commit, verified and linked."""
     from huggingface_hub import snapshot_download
 
-    what = f"{repo_type} {repo}@{revision[:12]}"
-    rev = pinned(revision, what)
+    what = f"{pin.repo_type} {pin.repo}@{pin.revision[:12]}"
+    rev = pinned(pin.revision, f"{pin.entry}.revision")
     try:
         folder = snapshot_download(
-            repo, repo_type=repo_type, revision=rev, token=_token(), allow_patterns=MODEL_FILES
+            pin.repo, repo_type=pin.repo_type, revision=rev, token=hub_token(), allow_patterns=MODEL_FILES
         )
     except Exception as err:  # noqa: BLE001
-        raise _explain(err, what) from err
+        raise _explain(err, pin, what) from err
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     if not files:
         raise DownloadError(f"{what}: no model files ({', '.join(MODEL_FILES)}) in the repository")

