@@ -57,11 +57,11 @@ class HFEngine:
     def __init__(self, base: str, finetuned: str | None, gen: GenerationSettings):
         import torch
 
-        from .models import bos_prefix, is_adapter, load_causal_lm, load_tokenizer
+        from .models import bos_prefix, is_adapter, load_causal_lm, load_tokenizer, tokenizer_folder
 
         self.gen = gen
         trust = gen.trust_remote_code
-        self.tok = load_tokenizer(finetuned or base, trust)
+        self.tok = load_tokenizer(tokenizer_folder(base, finetuned), trust)
         self.tok.padding_side = "left"
         self.prefix = bos_prefix(self.tok)  # BOS as at training (models.prompt_ids)
         dtype = gen.dtype

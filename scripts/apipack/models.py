@@ -203,6 +203,14 @@ def is_adapter(folder: str | Path) -> bool:
     return (Path(folder) / "adapter_config.json").is_file()
 
 
+def tokenizer_folder(base: str, finetuned: str | None) -> str:
+    """The folder whose tokenizer a model uses: the fine-tuned one where it holds a tokenizer (the
+    workflow saves one with every adapter and model), else the base's (an adapter trained elsewhere)."""
+    if finetuned and any((Path(finetuned) / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json")):
+        return finetuned
+    return base
+
+
 def token_ids(tok, texts: list[str]) -> list[list[int]]:
     """Token ids of many texts (no special tokens) in one batched call of the Rust tokenizer."""
     backend = getattr(tok, "backend_tokenizer", None)
