@@ -16,6 +16,7 @@ from apipack.settings import (  # noqa: E402
     PromptSettings,
     RetrievalSettings,
     RunSettings,
+    SpecLimits,
     SpecSelection,
     TrainSettings,
 )

@@ -11,12 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from apipack.data import format_output  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
+from apipack.settings import SpecLimits  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,6 +64,13 @@ def job_stats(out: str) -> dict[str, int]:
     lines = out.split("Job stats:")[1].splitlines()[3:]
     table = lines[: next(i for i, line in enumerate(lines) if not line.strip())]
     return {rule: int(n) for rule, n in (line.split() for line in table)}
+
+
+def spec_limits(**changes) -> SpecLimits:
+    """``data.build.limits`` with the schema's defaults, and ``changes``."""
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    limits = schema["properties"]["data"]["properties"]["build"]["properties"]["limits"]["properties"]
+    return SpecLimits(**{key: changes.get(key, prop["default"]) for key, prop in limits.items()})
 
 
 def write_json(path: Path, obj) -> Path:
