@@ -50,9 +50,11 @@ def spec_snippets(spec: dict, targets: str, limits: SpecLimits) -> dict:
         raise SpecRejected(f"snippets took longer than {limits.seconds:g} s (data.build.limits.seconds)") from err
     if res.returncode != 0:
         raise SpecRejected(_failure(res, limits))
+    for line in res.stderr.decode("utf-8", "replace").splitlines()[:5]:  # openapi-sampler's warnings
+        print(f"{printable(spec['id'])}: {printable(line[:300])}")
     record = json.loads(res.stdout)
     if "too_big" in record:
-        raise SpecRejected(f"snippets of {record['too_big'] / 2**20:.1f} MB, over the limit of "
+        raise SpecRejected(f"snippets of {record['too_big'] / 2**20:.3g} MB, over the limit of "
                            f"{limits.snippets_mb:g} MB (data.build.limits.snippets_mb)")
     if "error" in record:
         raise SpecRejected(f"openapi-snippet failed: {record['error'][:300]}")
