@@ -4,14 +4,15 @@ tiny config's data and stand-in models made here (a random Llama, a peft adapter
 project root of a checkout copy, as the recipe says."""
 
 import pandas as pd
+import pytest
 import yaml
-from test_paper_path import checkout_copy
 
+from apipack.config import ConfigError, check_references
 from apipack.files import read_jsonl
 from apipack.generate import generate_file, make_engine
 from apipack.models import build_tiny, load_causal_lm
-from apipack.settings import GenerationSettings
-from conftest import ROOT, chat_server, snakemake
+from apipack.settings import GenerationSettings, ModelSource
+from conftest import ROOT, chat_server, checkout_copy, schema_config, snakemake
 
 RECIPE = "configs/own_model.yaml"
 REPLY = "**api_call**:\ncurl https://api.example.com/v1/items\n**api_provider**: example"
@@ -60,3 +61,18 @@ def test_recipe_evaluates_a_folder_an_adapter_and_an_endpoint(tmp_path):
                   make_engine({"source": "local"}, str(models / "base"), None, gen), gen.batch_size, 0)
     assert [r["output"] for r in lora] != [r["output"] for r in read_jsonl(tmp_path / "plain.jsonl")]
     assert "my_models/lora" in (root / "results/metrics/manifest.json").read_text()
+
+
+def test_an_adapter_entry_is_evaluated_only_as_it_is():
+    config = schema_config({"models": {"mine": {"source": "local", "path": "b", "adapter": "a"}},
+                            "train_sets": {"py": {"mixture": {"python": 8}}},
+                            "experiments": [{"model": "mine", "train_set": "py", "languages": ["python"]}]})
+    with pytest.raises(ConfigError, match=r"experiments\[0\].train_set: 'mine' has an adapter"):
+        check_references(config)
+    config["experiments"][0]["train_set"] = "base"
+    check_references(config)
+    config["models"]["mine"] = {"source": "openai", "base_url": "u", "api_model": "m", "adapter": "a"}
+    with pytest.raises(ConfigError, match=r"models.mine.adapter: an API model"):
+        check_references(config)
+    source = ModelSource.from_config(config, "mine")
+    assert source.param()["adapter"] == "a" and "adapter" not in source.without_adapter().param()
