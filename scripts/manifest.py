@@ -3,12 +3,12 @@
 import json
 
 from apipack.files import atomic_open
-from apipack.manifest import manifest
+from apipack.manifest import manifest, model_labels
 from apipack.rulelog import logged
 
 with logged(snakemake):
     inp = snakemake.input
-    models = {path.removeprefix("results/models/"): path for path in [*inp.base, *inp.finetuned]}
+    models = model_labels(snakemake.params.config, [*inp.base, *inp.finetuned])
     doc = manifest(snakemake.params.root, snakemake.params.config, models, [*inp.splits, *inp.prompts, *inp.tables])
     with atomic_open(snakemake.output[0]) as fh:
         fh.write(json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -3,6 +3,8 @@ trained outside the workflow on a base model, and an OpenAI-compatible endpoint.
 tiny config's data and stand-in models made here (a random Llama, a peft adapter on it), from the
 project root of a checkout copy, as the recipe says."""
 
+import json
+
 import pandas as pd
 import pytest
 import yaml
@@ -41,7 +43,7 @@ def test_recipe_evaluates_a_folder_an_adapter_and_an_endpoint(tmp_path):
         server = root / "server.yaml"
         server.write_text(yaml.safe_dump({"models": {"my-endpoint": {"base_url": url}}}))
         # the tiny config's data in place of the default study's (config.yaml): fast stand-ins
-        run = snakemake("--cores", "2", "results/metrics/cells.csv", "--configfile",
+        run = snakemake("--cores", "2", "--configfile",
                         str(ROOT / "tests/configs/tiny.yaml"), RECIPE, str(server), cwd=root)
     cells = pd.read_csv(root / "results/metrics/cells.csv")
     expected = {(e["model"], lvl, mode) for e in recipe["experiments"] for lvl in e["levels"]
@@ -60,7 +62,9 @@ def test_recipe_evaluates_a_folder_an_adapter_and_an_endpoint(tmp_path):
     generate_file(str(root / f"results/prompts/test/{cell}.jsonl"), str(tmp_path / "plain.jsonl"),
                   make_engine({"source": "local"}, str(models / "base"), None, gen), gen.batch_size, 0)
     assert [r["output"] for r in lora] != [r["output"] for r in read_jsonl(tmp_path / "plain.jsonl")]
-    assert "my_models/lora" in (root / "results/metrics/manifest.json").read_text()
+    models = json.loads((root / "results/metrics/manifest.json").read_text())["models"]
+    assert set(models) == {"base/my-model", "base/my-lora", "adapter/my-lora"}  # the endpoint has no files
+    assert models["adapter/my-lora"]["weights_sha256"] != models["base/my-lora"]["weights_sha256"]
 
 
 def test_an_adapter_entry_is_evaluated_only_as_it_is():

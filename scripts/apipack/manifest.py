@@ -68,13 +68,20 @@ def revision(spec: dict) -> str | None:
     return spec.get("revision")
 
 
+def model_labels(config: dict, folders: Iterable[str]) -> dict[str, str]:
+    """Label -> folder of the models a run used: ``base/NAME`` and ``ft/NAME/TRAIN_SET`` under
+    results/models/, ``adapter/NAME`` for a LoRA adapter trained elsewhere (``models.NAME.adapter``)."""
+    adapters = {spec["adapter"]: name for name, spec in config["models"].items() if "adapter" in spec}
+    return {f"adapter/{adapters[f]}" if f in adapters else f.removeprefix("results/models/"): f for f in folders}
+
+
 def manifest(
     root: str | Path,
     config: dict,
     models: dict[str, str],
     files: Iterable[str],
 ) -> dict:
-    """``models`` maps a model label (``base/NAME`` or ``ft/NAME/TRAIN_SET``) to its folder;
+    """``models`` maps a model label (``model_labels``) to its folder;
     ``files`` are the split and prompt files, hashed one by one."""
     specs = config["models"]
     return {
