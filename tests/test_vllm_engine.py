@@ -210,6 +210,7 @@ def test_tensor_parallelism_over_gpus_is_asked_of_vllm(work, monkeypatch):
     vllm = types.ModuleType("vllm")
     vllm.LLM = FakeLLM
     monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # the engine's VLLM_* defaults stay in this test
     make_engine(TINY, str(work["base"]), None, GEN, 4)
     assert FakeLLM.last.kwargs["tensor_parallel_size"] == 4 and not FakeLLM.last.kwargs["enforce_eager"]
     make_engine(TINY, str(work["base"]), None, GEN, 0)  # the CPU build: one process, no graph capture
