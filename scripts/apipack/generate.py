@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -50,23 +51,65 @@ class AnswerComplete:
         return torch.tensor([complete_answer(t) for t in texts], device=input_ids.device)
 
 
-class HFEngine:
-    """Batched ``generate`` with left padding. ``finetuned``: an adapter folder (applied to the
-    base model and merged) or a full fine-tuned model (loaded instead of the base)."""
+TOP_K, TOP_P = 50, 1.0  # sampling's nucleus: transformers' generate defaults, as the reference samples
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What both local engines are asked for one batch, each in its own terms (greedy: no
+    temperature, top-k, top-p). Both stop at EOS; the answer is then cut by ``trim_answer``."""
+
+    temperature: float | None
+    top_k: int | None
+    top_p: float | None
+    seed: int
+    max_new_tokens: int
+
+    @classmethod
+    def of(cls, gen: GenerationSettings, seed: int, longest_prompt: int) -> Sampling:
+        """The batch's values: its token budget from its longest prompt (``new_token_budget``)."""
+        sample = gen.do_sample
+        return cls(
+            temperature=gen.temperature if sample else None,
+            top_k=TOP_K if sample else None,
+            top_p=TOP_P if sample else None,
+            seed=seed,
+            max_new_tokens=new_token_budget(gen, longest_prompt),
+        )
+
+
+class LocalEngine:
+    """A local model's tokenizer and the prompt ids both engines generate from: as at training
+    (BOS, then the text; models.prompt_ids), cut on the left (the task is at the end) to
+    ``max_prompt_tokens``. ``finetuned``: an adapter folder or a full fine-tuned model."""
+
+    def __init__(self, base: str, finetuned: str | None, gen: GenerationSettings):
+        from .models import bos_prefix, load_tokenizer, tokenizer_folder
+
+        self.gen = gen
+        self.tok = load_tokenizer(tokenizer_folder(base, finetuned), gen.trust_remote_code)
+        self.prefix = bos_prefix(self.tok)
+
+    def prompt_ids(self, prompts: Sequence[str]) -> list[list[int]]:
+        from .models import token_ids
+
+        keep = self.gen.max_prompt_tokens - len(self.prefix)
+        return [self.prefix + t[-keep:] for t in token_ids(self.tok, list(prompts))]
+
+
+class HFEngine(LocalEngine):
+    """Batched ``generate`` with left padding. An adapter is applied to the base model and merged;
+    a full fine-tuned model is loaded instead of the base."""
 
     def __init__(self, base: str, finetuned: str | None, gen: GenerationSettings):
         import torch
 
-        from .models import bos_prefix, is_adapter, load_causal_lm, load_tokenizer, tokenizer_folder
+        from .models import is_adapter, load_causal_lm
 
-        self.gen = gen
-        trust = gen.trust_remote_code
-        self.tok = load_tokenizer(tokenizer_folder(base, finetuned), trust)
+        super().__init__(base, finetuned, gen)
         self.tok.padding_side = "left"
-        self.prefix = bos_prefix(self.tok)  # BOS as at training (models.prompt_ids)
-        dtype = gen.dtype
         full = finetuned is not None and not is_adapter(finetuned)
-        model = load_causal_lm(finetuned if full else base, dtype, trust)
+        model = load_causal_lm(finetuned if full else base, gen.dtype, gen.trust_remote_code)
         if finetuned and not full:
             from peft import PeftModel
 
@@ -75,30 +118,25 @@ class HFEngine:
         self.model = model.to(self.device).eval()
 
     def encode(self, prompts: Sequence[str]):
-        """Prompt ids as at training, cut on the left (the task is at the end) to
-        ``max_prompt_tokens``, left-padded into one batch."""
-        from .models import token_ids
-
-        keep = self.gen.max_prompt_tokens - len(self.prefix)
-        ids = [self.prefix + t[-keep:] for t in token_ids(self.tok, list(prompts))]
-        return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        """``prompt_ids`` left-padded into one batch."""
+        return self.tok.pad({"input_ids": self.prompt_ids(prompts)}, padding=True, return_tensors="pt")
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         import torch
         from transformers import StoppingCriteriaList
 
-        torch.manual_seed(seed)
         batch = self.encode(prompts).to(self.device)
         n = batch["input_ids"].shape[1]
-        sample = self.gen.do_sample
+        s = Sampling.of(self.gen, seed, n)
+        torch.manual_seed(s.seed)
         with torch.no_grad():
             out = self.model.generate(
                 **batch,
-                max_new_tokens=new_token_budget(self.gen, n),
-                do_sample=sample,
-                temperature=self.gen.temperature if sample else None,
-                top_p=1.0 if sample else None,
-                top_k=50 if sample else None,
+                max_new_tokens=s.max_new_tokens,
+                do_sample=s.temperature is not None,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                top_k=s.top_k,
                 pad_token_id=self.tok.pad_token_id,
                 stopping_criteria=StoppingCriteriaList([AnswerComplete(self.tok, n)]),
             )
@@ -113,47 +151,67 @@ def new_token_budget(gen: GenerationSettings, prompt_tokens: int) -> int:
     return max(1, min(gen.max_new_tokens, gen.max_total_tokens - prompt_tokens))
 
 
-class VLLMEngine:
-    """vLLM over ``gpus`` GPUs (tensor parallel; generation.gpus). A LoRA adapter is served on the base
-    model; a fine-tuned folder without ``adapter_config.json`` (full fine-tuning) is the model."""
+class VLLMEngine(LocalEngine):
+    """vLLM over ``gpus`` GPUs (tensor parallel; generation.gpus), or its CPU build for 0 GPUs. A
+    LoRA adapter is served on the base model; a fine-tuned folder without ``adapter_config.json``
+    (full fine-tuning) is the model. It gets HFEngine's prompt ids, sampling values and token
+    budget, and its answer ids are decoded by the same tokenizer. On GPUs vLLM starts its engine in
+    spawned processes: a script that builds this engine runs under ``if __name__ == "__main__":``."""
 
     LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
 
     def __init__(self, base: str, adapter: str | None, gen: GenerationSettings, gpus: int):
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")  # no network at run time
+        if gpus == 0:  # the CPU build: engine and model in this process, which starts in seconds, not a minute
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # a KV cache of 4 GiB (the rule asks for 8 GB), not its default of 92 % of the machine's memory
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
         from vllm import LLM
 
+        super().__init__(base, adapter, gen)
         config = Path(adapter, "adapter_config.json") if adapter else None
         lora = json.loads(config.read_text()) if config and config.is_file() else None
-        self.gen = gen
         self.adapter = adapter if lora else None
         extra = {}
         if lora:
             rank = next((r for r in self.LORA_RANKS if r >= lora["r"]), lora["r"])
             extra = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
+        total = gen.max_total_tokens
         self.llm = LLM(
             model=adapter if adapter and not lora else base,
             tensor_parallel_size=max(1, gpus),
             seed=0,
             dtype=gen.dtype,
             trust_remote_code=gen.trust_remote_code,
-            max_model_len=gen.max_total_tokens,  # prompt + answer, as HFEngine
+            # prompt + answer; new_token_budget keeps to max_total_tokens, as in HFEngine
+            max_model_len=None if total is None else max(total, gen.max_prompt_tokens + 1),
+            enforce_eager=gpus == 0,  # CPU: no graph compilation, which costs more than it saves here
+            distributed_executor_backend="uni" if gpus == 0 else None,
             **extra,
         )
 
-    def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
+    def params(self, s: Sampling):
+        """vLLM's SamplingParams for ``s`` (greedy: temperature 0); ids only, decoded here."""
         from vllm import SamplingParams
+
+        return SamplingParams(
+            temperature=s.temperature or 0.0,
+            top_k=s.top_k or 0,  # 0: all tokens
+            top_p=s.top_p or 1.0,
+            seed=s.seed,
+            max_tokens=s.max_new_tokens,
+            detokenize=False,
+        )
+
+    def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         from vllm.lora.request import LoRARequest
 
-        params = SamplingParams(
-            temperature=self.gen.temperature if self.gen.do_sample else 0.0,
-            max_tokens=self.gen.max_new_tokens,
-            truncate_prompt_tokens=self.gen.max_prompt_tokens,  # keeps the last tokens
-            seed=seed,
-            stop=None,
-        )
+        ids = self.prompt_ids(prompts)
+        params = self.params(Sampling.of(self.gen, seed, max(map(len, ids))))
         lora = LoRARequest("adapter", 1, self.adapter) if self.adapter else None
-        outs = self.llm.generate(list(prompts), params, lora_request=lora, use_tqdm=False)
-        return [o.outputs[0].text for o in outs]
+        requests = [{"prompt_token_ids": x} for x in ids]
+        outs = self.llm.generate(requests, params, lora_request=lora, use_tqdm=False)
+        return self.tok.batch_decode([o.outputs[0].token_ids for o in outs], skip_special_tokens=True)
 
 
 class OpenAIEngine:
@@ -287,10 +345,16 @@ def generate_cell(
 ) -> dict:
     """Answers of a model (``model``: what its answers depend on; ``server``: how an API model is
     reached, ``settings.connection``; ``models``: its base and fine-tuned folders, if any) to one
-    cell's prompts with one seed, resumable: the partial file's key covers the prompts, the model
-    files and everything that changes the answers."""
-    base, finetuned = models
-    answers = {**gen.param(), "model": model.param(), "seed": seed}
-    key = fingerprint(answers, [prompts_file, *(path for path in models if path)])
-    engine = make_engine({**model.param(), **server}, base, finetuned, gen, gpus)
+    cell's prompts with one seed, resumable (the partial file's key: ``cell_key``)."""
+    key = cell_key(prompts_file, model, models, gen, seed)
+    engine = make_engine({**model.param(), **server}, *models, gen, gpus)
     return generate_file(prompts_file, out, engine, gen.batch_size, seed, key)
+
+
+def cell_key(
+    prompts_file: str, model: ModelSource, models: tuple[str | None, str | None], gen: GenerationSettings, seed: int
+) -> str:
+    """The fingerprint of a cell's answers: the prompts, the model files and everything that
+    changes the answers (the key of its partial file)."""
+    answers = {**gen.param(), "model": model.param(), "seed": seed}
+    return fingerprint(answers, [prompts_file, *(path for path in models if path)])
