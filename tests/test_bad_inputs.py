@@ -90,14 +90,14 @@ def test_bad_specs_are_rejected_with_reasons(tmp_path):
         assert {row["api_name"] for row in api_db_rows(spec)} == {KEPT[spec["id"]]}
 
 
-def run(workdir: Path, config: dict | Path, *targets: str) -> Run:
+def run_workflow(workdir: Path, config: dict | Path, *targets: str) -> Run:
     return snakemake("--cores", "2", "--keep-going", *targets, workdir=workdir, config=config, check=False,
                      timeout=600)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED["configs"]))
 def test_bad_config_stops_before_any_job(tmp_path, name):
-    res = run(tmp_path, CORPUS / "configs" / name, "-n")
+    res = run_workflow(tmp_path, CORPUS / "configs" / name, "-n")
     out = res.out
     assert res.returncode != 0
     for fragment in EXPECTED["configs"][name]:
@@ -121,7 +121,7 @@ def local_run(tmp_path: Path, files: list[str], policy: str) -> tuple[Run, dict]
                    "level2": {"pool": 4, "max_apis": 1, "min_api_count": 2}, "level3": {"start": 0, "size": 1}},
         "experiments": [{"model": "smollm2", "train_set": "base", "languages": [langs[0]]}],
     }
-    res = run(tmp_path, config, *(f"results/splits/{lang}/manifest.json" for lang in langs))
+    res = run_workflow(tmp_path, config, *(f"results/splits/{lang}/manifest.json" for lang in langs))
     return res, assignment
 
 
@@ -235,7 +235,7 @@ def test_workflow_builds_real_specs_beside_hostile_ones_as_if_alone(tmp_path):
     assert all(line.isprintable() for text in texts for line in text.splitlines())
     assert not list(tmp_path.rglob("pwned*")) and not list(ROOT.glob("pwned*"))  # nothing a spec names ran
     report = mixed / "report.html"
-    res = run(mixed, mixed / "config.yaml", "--report", str(report), "results/data/build_summary.csv")
+    res = run_workflow(mixed, mixed / "config.yaml", "--report", str(report), "results/data/build_summary.csv")
     assert res.returncode == 0, res.out[-2000:]
     html = report.read_text()
     csv = re.search(r'"data:text/csv;[^"]*filename=rejects\.csv;base64,([^"]+)"', html)
