@@ -76,6 +76,17 @@ def checkout_copy(dest: Path) -> Path:
     return dest
 
 
+def random_lora(base: Path, out: Path, r: int) -> None:
+    """A peft LoRA adapter of rank ``r`` on the model in ``base``, saved to ``out`` without a
+    tokenizer, with random (not zero) weights so that it changes the answers; seed torch first."""
+    from peft import LoraConfig, get_peft_model
+
+    from apipack.models import load_causal_lm
+
+    lora = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(load_causal_lm(base), lora).save_pretrained(out)
+
+
 def schema_config(config: dict) -> dict:
     """``config`` with the schema's defaults filled in, as the workflow holds it after loading it."""
     from snakemake.utils import validate

@@ -12,33 +12,25 @@ import yaml
 from apipack.config import ConfigError, check_references
 from apipack.files import read_jsonl
 from apipack.generate import generate_file, make_engine
-from apipack.models import build_tiny, load_causal_lm
+from apipack.models import build_tiny
 from apipack.settings import GenerationSettings, ModelSource
-from conftest import ROOT, chat_server, checkout_copy, schema_config, snakemake
+from conftest import ROOT, chat_server, checkout_copy, random_lora, schema_config, snakemake
 
 RECIPE = "configs/own_model.yaml"
 REPLY = "**api_call**:\ncurl https://api.example.com/v1/items\n**api_provider**: example"
 
 
-def lora_adapter(base, out) -> None:
-    """An adapter trained elsewhere: peft's files on ``base``, with weights moved off zero."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    model = get_peft_model(load_causal_lm(base), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                            init_lora_weights=False))
-    model.save_pretrained(out)
-
-
 def test_recipe_evaluates_a_folder_an_adapter_and_an_endpoint(tmp_path):
+    import torch
+
     root = checkout_copy(tmp_path / "apipack")
     recipe = yaml.safe_load((root / RECIPE).read_text())
     models = root / "my_models"
     texts = ["conn.request('GET', '/v1/items')", "**api_call**: curl https://api.example.com"] * 50
     build_tiny(models / "model", texts, seed=1)
     build_tiny(models / "base", texts, seed=2)
-    lora_adapter(models / "base", models / "lora")
+    torch.manual_seed(0)
+    random_lora(models / "base", models / "lora", 4)  # an adapter trained elsewhere: no tokenizer
     with chat_server(lambda body: REPLY) as (url, seen):
         server = root / "server.yaml"
         server.write_text(yaml.safe_dump({"models": {"my-endpoint": {"base_url": url}}}))

@@ -22,7 +22,7 @@ from apipack.generate import TOP_K, TOP_P, cell_key, generate_cell, make_engine
 from apipack.models import build_tiny, load_causal_lm, load_tokenizer, token_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.settings import GenerationSettings, ModelSource
-from conftest import ROOT, make_instance
+from conftest import ROOT, make_instance, random_lora
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 TINY = {"source": "tiny"}
@@ -50,7 +50,6 @@ def work(tmp_path_factory) -> dict[str, Path]:
     supports), a fully fine-tuned folder (other weights, no adapter_config.json) and a LoRA adapter of
     rank 12 (served with max_lora_rank 16), with random LoRA weights so that it changes the answers."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     tmp = tmp_path_factory.mktemp("vllm")
     insts = [make_instance("Pets", i) for i in range(6)]
@@ -68,8 +67,7 @@ def work(tmp_path_factory) -> dict[str, Path]:
             p.add_(0.1 * torch.randn_like(p))
     model.save_pretrained(full)
     tok.save_pretrained(full)
-    lora = LoraConfig(r=12, lora_alpha=24, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    get_peft_model(load_causal_lm(base), lora).save_pretrained(adapter)
+    random_lora(base, adapter, 12)
     tok.save_pretrained(adapter)
     return {"tmp": tmp, "prompts": tmp / "prompts.jsonl", "base": base, "full": full, "adapter": adapter}
 

@@ -33,11 +33,11 @@ def type_of(node: dict, schema: dict) -> str:
     """The value's type as written in a config: enums list their values, lists their items."""
     if "enum" in node:
         return " \\| ".join(f"`{v}`" for v in node["enum"])
-    kind = node.get("type", "oneOf" in node and "one of" or "any")
-    if kind == "array" and "items" in node:
-        return f"list of {type_of(resolve(node['items'], schema), schema)}"
     if "oneOf" in node:
         return " or ".join(type_of(resolve(n, schema), schema) for n in node["oneOf"])
+    kind = node.get("type", "any")
+    if kind == "array" and "items" in node:
+        return f"list of {type_of(resolve(node['items'], schema), schema)}"
     return " or ".join(kind) if isinstance(kind, list) else kind
 
 
