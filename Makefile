@@ -55,7 +55,7 @@ paper-figures: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --cores 1 figures_paper
 
 test: lint $(VLLM_STAMP)
-	APIPACK_VLLM_REQUIRED=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs tests
+	APIPACK_VLLM_REQUIRED=1 PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -q -rs --durations=30 tests
 
 docs: venv
 	$(BIN)/python -m apipack.schema_doc > docs/configuration.md
