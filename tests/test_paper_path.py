@@ -50,7 +50,7 @@ def test_paper_config_holds_the_papers_settings(checkout):
     assert cfg["train_sets"]["curl-mix"]["mixture"] == {"curl": "all", **{x: 500 for x in LANGS if x != "curl"}}
     ft = cfg["finetune"]
     assert (ft["method"], ft["learning_rate"], ft["epochs"], ft["cutoff_len"]) == ("full", 2e-5, 2, 4096)
-    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"]) == (120, 0.03, "adafactor")
+    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"]) == (120, 0.03, "adamw_torch")
     assert ft["logging_steps"] == 10
     gen = cfg["generation"]
     assert (gen["do_sample"], gen["temperature"]) == (True, 0.7)
