@@ -11,9 +11,8 @@ checkpoints, and the final save gathers the full state dict. Used by tests/test_
 
 from unittest import mock
 
-import torch
-
 import accelerate.utils.dataclasses as plugins
+import torch
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 

@@ -5,10 +5,12 @@
 configs/paper.yaml, so the optimizer is the one the Trainer builds for the paper's ``optimizer``
 on parameters sharded by the config's FSDP version. A few steps, a sharded checkpoint (weights
 and optimizer states per rank), then the final model gathered, saved in the training precision
-and loaded back: its weights are the checkpoint's, which no rank held whole.
+and loaded back: its weights are the checkpoint's, which no rank held whole; and a job resumed
+from the previous sharded checkpoint ends with the same model.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -60,9 +62,7 @@ def test_trainer_steps_saves_sharded_and_gathers_the_full_model(tmp_path, config
            "--out", str(out), "--settings", str(settings), "--checkpoints", str(ckpt), "--log-csv",
            str(tmp_path / "log.csv"), *job.arguments().split()]
     env = {**SNAKEMAKE_ENV, "PYTHONPATH": f"{ROOT / 'scripts'}:{ROOT / 'tests'}"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    log = res.stdout + res.stderr
-    assert res.returncode == 0, log[-4000:]
+    log = launch(cmd, env, tmp_path)
     assert "2 process(es)" in log and "gradient accumulation 1, global batch 2" in log
     # Sharded checkpoint: each rank wrote its part of the weights and of the optimizer states.
     last = ckpt / "checkpoint-3"
@@ -85,6 +85,19 @@ def test_trainer_steps_saves_sharded_and_gathers_the_full_model(tmp_path, config
     assert moved > len(initial) // 2, "the optimizer steps left the weights as they were"
     # The sha256 of its files recorded at save time, as the manifest reports them.
     assert model_hash(out) == (sha256_tree(out), "recorded") and (out / HASHES).is_file()
+    # A job killed after checkpoint-2 resumes from its shards (weights, optimizer, schedule) to the same model.
+    shutil.rmtree(last)
+    shutil.rmtree(out)
+    assert f"resuming from {ckpt / 'checkpoint-2'}" in launch(cmd, env, tmp_path)
+    again = load_causal_lm(out, "bfloat16").state_dict()
+    assert all(torch.equal(again[name], value) for name, value in final.state_dict().items())
+
+
+def launch(cmd: list[str], env: dict, cwd: Path) -> str:
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+    log = res.stdout + res.stderr
+    assert res.returncode == 0, log[-4000:]
+    return log
 
 
 def test_adafactor_on_fsdp2_stops_before_training_with_the_fix():
