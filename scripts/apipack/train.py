@@ -422,11 +422,15 @@ def save_final(trainer, tok, out: Path, ft: TrainSettings, keep_checkpoints: boo
 
 
 def in_precision(state: dict, precision: str) -> dict:
-    """The state dict with its floating-point tensors in ``precision`` (the others as they are)."""
+    """The state dict with its floating-point tensors in ``precision`` (the others as they are),
+    converted one by one so that host memory holds the fp32 copy of one tensor at a time."""
     import torch
 
     dtype = getattr(torch, DTYPES[precision])
-    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    for name, value in state.items():
+        if value.is_floating_point():
+            state[name] = value.to(dtype)
+    return state
 
 
 def remove_checkpoints(folder: Path) -> None:
