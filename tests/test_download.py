@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from apipack.manifest import HASHES, model_hash, sha256_tree
 from apipack.pins import config_pins, load_config
 from conftest import ROOT
 
@@ -276,8 +277,11 @@ def test_offline_mode_uses_the_cache_and_says_what_is_missing(hub, tmp_path):
 def test_model_snapshot_links_only_model_files(hub, tmp_path):
     res, out = get_model(tmp_path, hub, token=None)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", HASHES]
     assert (out / "config.json").read_bytes() == SMALL and (out / "model.safetensors").read_bytes() == BIG
+    recorded = json.loads((out / HASHES).read_text())["files"]  # the hub's sha256 of the weights
+    assert recorded["model.safetensors"] == {"sha256": hashlib.sha256(BIG).hexdigest(), "size": len(BIG)}
+    assert model_hash(out) == (sha256_tree(out), "recorded")
     assert all(e[4] is None for e in State.log)  # no HF_TOKEN: no token at all (not a token file)
     cached = {p.name for p in (tmp_path / "hf_home/hub").rglob("blobs/*")}
     assert cached == {git_oid(SMALL), hashlib.sha256(BIG).hexdigest()}

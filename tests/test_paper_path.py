@@ -2,7 +2,8 @@
 its CPU rehearsal (configs/paper.yaml + configs/rehearsal.yaml) through every code path the paper
 config takes: 2-process full fine-tuning killed with kill -9 and resumed, generation from the full
 model (sampling) and from a LoRA adapter (greedy), retrieval and reranked 3-shot, an API model
-against a local server, every figure family and the report; and torch's FSDP2 sharded save.
+against a local server, every figure family and the report. The sharded training of the paper's
+accelerate config is rehearsed in tests/test_sharded_training.py.
 
 The workflow runs in a copy of the checkout (tracked and untracked files, no results), from its
 root, exactly as the README says; a copy so that the developer's own results/ stay untouched.
@@ -12,7 +13,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from apipack.files import read_jsonl
-from conftest import ROOT, SNAKEMAKE, SNAKEMAKE_ENV, chat_server, checkout_copy, job_stats, snakemake
+from conftest import SNAKEMAKE, SNAKEMAKE_ENV, chat_server, checkout_copy, job_stats, snakemake
 
 PAPER, REHEARSAL = "configs/paper.yaml", "configs/rehearsal.yaml"
 LANGS = ["curl", "python", "java", "go", "javascript", "libcurl", "node", "php", "ruby", "swift"]
@@ -50,7 +50,7 @@ def test_paper_config_holds_the_papers_settings(checkout):
     assert cfg["train_sets"]["curl-mix"]["mixture"] == {"curl": "all", **{x: 500 for x in LANGS if x != "curl"}}
     ft = cfg["finetune"]
     assert (ft["method"], ft["learning_rate"], ft["epochs"], ft["cutoff_len"]) == ("full", 2e-5, 2, 4096)
-    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"]) == (120, 0.03, "adafactor")
+    assert (ft["global_batch"], ft["warmup_ratio"], ft["optimizer"]) == (120, 0.03, "adamw_torch")
     assert ft["logging_steps"] == 10
     gen = cfg["generation"]
     assert (gen["do_sample"], gen["temperature"]) == (True, 0.7)
@@ -194,61 +194,3 @@ def test_rehearsal_lora_adapter_with_greedy_decoding(rehearsal):
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
     rows = read_jsonl(root / cell)
     assert len(rows) == 4 and all("endpoint_match" in r for r in rows)
-
-
-FSDP2 = r'''
-import inspect, os, sys, torch, torch.distributed as dist
-from accelerate import Accelerator
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from torch.distributed.fsdp import fully_shard
-from torch.distributed.tensor import DTensor, init_device_mesh
-from apipack.models import load_causal_lm
-
-base, out = sys.argv[1:3]
-dist.init_process_group("gloo")
-rank = dist.get_rank()
-# The options accelerate's get_state_dict uses for FSDP2, which Trainer.save_model calls on every rank.
-options = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)
-source = inspect.getsource(Accelerator.get_state_dict)
-assert "StateDictOptions(full_state_dict=True, broadcast_from_rank0=True, cpu_offload=True)" in source
-torch.manual_seed(0)
-batch = torch.randint(3, 200, (2, 16))
-reference = load_causal_lm(base)
-model = load_causal_lm(base)
-mesh = init_device_mesh("cpu", (2,))
-for layer in model.model.layers:
-    fully_shard(layer, mesh=mesh)
-fully_shard(model, mesh=mesh)
-emb = model.model.embed_tokens.weight
-assert isinstance(emb, DTensor) and emb.to_local().shape[0] * 2 == emb.shape[0], "not sharded"
-for m in (model, reference):  # one identical SGD step; FSDP averages the equal gradients of both ranks
-    opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    m(input_ids=batch, labels=batch).loss.backward()
-    opt.step()
-state = get_model_state_dict(model, options=options)  # a collective: every rank calls it
-if rank == 0:
-    reference.save_pretrained(out + "/ref")
-    reference.save_pretrained(out + "/full", state_dict=state)
-    saved = load_causal_lm(out + "/full").state_dict()
-    for name, value in reference.state_dict().items():
-        assert torch.allclose(saved[name], value, atol=1e-6), name
-    print("gathered", len(state), "full tensors; embedding", tuple(state["model.embed_tokens.weight"].shape))
-dist.barrier()
-dist.destroy_process_group()
-'''
-
-
-def test_fsdp2_sharded_weights_gather_save_and_load(tmp_path):
-    """FSDP2 shards on a CPU with gloo: gathering the full state dict on every rank (as Trainer.
-    save_model does through accelerate), saving it and loading it back gives the trained weights."""
-    from apipack.models import build_tiny
-
-    base = tmp_path / "tiny"
-    build_tiny(base, ["conn.request('GET', '/v1/items')"] * 50, seed=0)
-    script = tmp_path / "fsdp2.py"
-    script.write_text(FSDP2)
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script),
-                          str(base), str(tmp_path)], capture_output=True, text=True, env=SNAKEMAKE_ENV, cwd=ROOT,
-                         timeout=300)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "gathered" in res.stdout and (tmp_path / "full/model.safetensors").is_file()

@@ -1,12 +1,14 @@
 """Leakage shares and the provenance manifest."""
 
 import hashlib
+import json
 import subprocess
 
 import pytest
 
+from apipack import manifest as manifest_module
 from apipack.leakage import leakage_row, leakage_table
-from apipack.manifest import git_state, manifest, sha256_tree
+from apipack.manifest import HASHES, git_state, manifest, model_hash, record_hashes, sha256_tree
 from conftest import ROOT
 
 CALL = 'import http.client\nconn = http.client.HTTPSConnection("api.x.com")\nconn.request("GET", "/a")'
@@ -48,6 +50,31 @@ def test_tree_hash_covers_names_and_contents(tmp_path):
     (tmp_path / "m" / "w.bin").write_bytes(b"\x00\x02")
     assert sha256_tree(tmp_path / "m") != first
     assert sha256_tree(tmp_path / "m" / "c.json") == hashlib.sha256(b"{}").hexdigest()
+
+
+def test_model_hash_comes_from_the_record_written_with_the_files(tmp_path, monkeypatch):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "config.json").write_text("{}")
+    read = sha256_tree(folder)
+    record_hashes(folder, {"model.safetensors": "f" * 64})  # the hub's hash, taken as given
+    assert json.loads((folder / HASHES).read_text())["files"]["config.json"]["size"] == 2
+    assert model_hash(folder)[0] != read  # the given hash, not the bytes, went into the record
+    record_hashes(folder)
+    monkeypatch.setattr(manifest_module, "sha256_file", lambda path: pytest.fail(f"{path} was read again"))
+    assert model_hash(folder) == (read, "recorded")
+    monkeypatch.undo()
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(ValueError, match=f"{folder / HASHES}: the folder's files or sizes differ"):
+        model_hash(folder)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "extra.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match="extra.bin"):
+        model_hash(folder)
+    (folder / "extra.bin").unlink()
+    assert manifest(ROOT, {"models": {"x": {"source": "tiny"}}}, {"base/x": str(folder)}, [])["models"]["base/x"] == {
+        "source": "tiny", "revision": None, "weights_sha256": read, "hashed": "recorded"}
 
 
 def test_manifest_names_commit_config_models_files_and_packages(tmp_path):

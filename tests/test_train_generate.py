@@ -14,6 +14,7 @@ import pytest
 
 from apipack.files import fingerprint, read_jsonl, write_jsonl
 from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
+from apipack.manifest import model_hash, sha256_tree
 from apipack.models import build_tiny, load_tokenizer, prompt_ids, token_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.settings import GenerationSettings, RunSettings, TrainSettings
@@ -171,9 +172,18 @@ def test_lora_learns_and_writes_adapter_and_curve(tmp_path, tiny):
 
 
 def test_full_finetuning_and_packing(tmp_path, tiny):
-    log = train(tmp_path, tiny, replace(FT, method="full", max_steps=6, packing=True, learning_rate=1e-3))
+    """The final model in the training precision with the sha256 of its files; checkpoints gone."""
+    from safetensors import safe_open
+
+    log = train(tmp_path, tiny, replace(FT, method="full", max_steps=6, packing=True, learning_rate=1e-3,
+                                        precision="bf16"), job=replace(JOB, save_steps=2))
     assert len(log) == 6 and log["loss"].notna().all()
-    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()
+    out = tmp_path / "run" / "model"
+    with safe_open(out / "model.safetensors", "pt") as fh:
+        assert {fh.get_slice(k).get_dtype() for k in fh.keys()} == {"BF16"}
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    assert model_hash(out) == (sha256_tree(out), "recorded")
+    assert not list((tmp_path / "run" / "ckpt").glob("checkpoint-*"))  # removed after the final save
 
 
 def test_killed_training_resumes_to_the_same_final_loss(tmp_path, tmp_path_factory):
@@ -205,7 +215,7 @@ def test_killed_training_resumes_to_the_same_final_loss(tmp_path, tmp_path_facto
 
 
 def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, tiny):
-    first, job = replace(FT, max_steps=6), replace(JOB, save_steps=2)
+    first, job = replace(FT, max_steps=6), replace(JOB, save_steps=2, keep_checkpoints=True)
     train(tmp_path, tiny, first, "run", job)
     assert (tmp_path / "run" / "ckpt" / "checkpoint-6").is_dir()
     changed = replace(first, learning_rate=0.01)

@@ -66,8 +66,10 @@ def git_blob_id(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_blob(path: Path) -> None:
-    """Check a cached file against its blob name (the hub's ETag); a bad blob is deleted."""
+def verify_blob(path: Path) -> str:
+    """Check a cached file against its blob name (the hub's ETag); a bad blob is deleted.
+
+    Returns its sha256: the blob name of an LFS file (the weights), computed for a small one."""
     blob = path.resolve()
     name = blob.name
     if len(name) == 64:
@@ -81,6 +83,7 @@ def verify_blob(path: Path) -> None:
         if path.is_symlink():
             path.unlink()
         raise DownloadError(f"{path}: content does not match the hub's hash {name}; removed, retry")
+    return name if len(name) == 64 else sha256(blob)
 
 
 def link(src: Path, dest: Path) -> None:
@@ -167,8 +170,11 @@ def download_file(pin: Pin, filename: str, dest: Path) -> Path:
 
 
 def download_snapshot(pin: Pin, out: Path) -> Path:
-    """A model repository's files (``MODEL_FILES``) at its pinned commit, verified and linked."""
+    """A model repository's files (``MODEL_FILES``) at its pinned commit, verified and linked,
+    with their sha256 recorded beside them (``manifest.record_hashes``: the hub's for LFS files)."""
     from huggingface_hub import snapshot_download
+
+    from .manifest import record_hashes
 
     what = f"{pin.repo_type} {pin.repo}@{pin.revision[:12]}"
     rev = pinned(pin.revision, f"{pin.entry}.revision")
@@ -181,9 +187,11 @@ def download_snapshot(pin: Pin, out: Path) -> Path:
     files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
     if not files:
         raise DownloadError(f"{what}: no model files ({', '.join(MODEL_FILES)}) in the repository")
+    hashes = {}
     for path in files:
-        verify_blob(path)
+        hashes[path.relative_to(folder).as_posix()] = verify_blob(path)
         link(path, Path(out) / path.relative_to(folder))
+    record_hashes(out, hashes)
     return Path(out)
 
 

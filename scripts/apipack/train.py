@@ -1,9 +1,10 @@
 """Fine-tuning with the transformers Trainer: LoRA (default), QLoRA or full, completion-only loss.
 
-Run as a script under ``accelerate launch`` for multi-GPU/multi-node (FSDP or DeepSpeed configs
-in ``configs/accelerate/``); the global batch comes from the config and the gradient
+Run as a script under ``accelerate launch`` for multi-GPU/multi-node (the FSDP config in
+``configs/accelerate/``); the global batch comes from the config and the gradient
 accumulation is derived from the number of processes. Checkpoints go to an undeclared folder,
-so a killed job resumes from the latest one.
+so a killed job resumes from the latest one; they are removed once the final model is in place
+(unless ``finetune.keep_checkpoints``). docs/training.md.
 """
 
 from __future__ import annotations
@@ -328,6 +329,7 @@ def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSetting
     trainer = arrow_trainer()(
         model=model, args=args, train_dataset=data, data_collator=collator(tok, ft.packing)
     )
+    check_sharding(ft.optimizer, trainer.accelerator)
     if state.is_main_process:
         print(
             f"{len(data)} sequences, {world_size} process(es), per-device batch "
@@ -340,7 +342,7 @@ def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSetting
     start = time.time()
     trainer.train(resume_from_checkpoint=last)
     print(f"trained on {world_size} process(es); saving to {out}", flush=True)
-    save_final(trainer, tok, Path(out))
+    save_final(trainer, tok, Path(out), ft, job.keep_checkpoints)
     if trainer.is_world_process_zero():
         write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
 
@@ -387,21 +389,67 @@ def _warmup_steps(ft: TrainSettings, n: int, args, world_size: int) -> int:
     return math.ceil(ft.warmup_ratio * total)
 
 
-def save_final(trainer, tok, out: Path) -> None:
-    """Write the adapter (or full model) to a temporary folder, then rename it into place.
+def save_final(trainer, tok, out: Path, ft: TrainSettings, keep_checkpoints: bool = False) -> None:
+    """Gather the full model, write it (or the adapter) to a temporary folder with the sha256 of
+    its files, rename it into place, then remove the checkpoints unless ``keep_checkpoints``.
 
-    Called on every process: under FSDP or ZeRO-3 gathering the full weights is a collective,
-    which ``Trainer.save_model`` runs on all ranks while only the main process writes."""
+    Called on every process: under FSDP gathering the full weights is a collective, which
+    ``get_state_dict`` runs on all ranks while only the main process writes. A full model is
+    saved in the training precision (``ft.precision``: bf16 halves the fp32 master weights);
+    peft keeps its adapters in fp32."""
+    from .manifest import record_hashes
+
     tmp = out.with_name(out.name + ".part")
-    if trainer.is_world_process_zero():
+    main = trainer.is_world_process_zero()
+    if main:
         shutil.rmtree(tmp, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
-    trainer.save_model(str(tmp))
-    trainer.accelerator.wait_for_everyone()
-    if trainer.is_world_process_zero():
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if main:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if ft.method == "full":
+            state = in_precision(state, ft.precision)
+        model.save_pretrained(tmp, state_dict=state)
+        if ft.method == "full":  # save_pretrained wrote the dtype of the fp32 master weights
+            model.config.dtype = DTYPES[ft.precision]
+            model.config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        record_hashes(tmp)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
+        if not keep_checkpoints:
+            remove_checkpoints(Path(trainer.args.output_dir))
+    trainer.accelerator.wait_for_everyone()
+
+
+def in_precision(state: dict, precision: str) -> dict:
+    """The state dict with its floating-point tensors in ``precision`` (the others as they are),
+    converted one by one so that host memory holds the fp32 copy of one tensor at a time."""
+    import torch
+
+    dtype = getattr(torch, DTYPES[precision])
+    for name, value in state.items():
+        if value.is_floating_point():
+            state[name] = value.to(dtype)
+    return state
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete the training checkpoints of a finished run (the tokenized set stays)."""
+    done = sorted(p for p in folder.glob("checkpoint-*") if p.is_dir())
+    for p in done:
+        shutil.rmtree(p)
+    print(f"removed {len(done)} checkpoint(s) from {folder} (finetune.keep_checkpoints keeps them)", flush=True)
+
+
+def check_sharding(optimizer: str, accelerator) -> None:
+    """Stop before training where the optimizer cannot step on the sharded parameters:
+    transformers' Adafactor keeps plain-tensor statistics that FSDP2's DTensor gradients
+    cannot be added to (docs/training.md)."""
+    if optimizer.startswith("adafactor") and getattr(accelerator, "is_fsdp2", False):
+        raise ValueError(
+            f"finetune.optimizer: {optimizer} does not step on FSDP2-sharded parameters (fsdp_version 2 in "
+            f"finetune.accelerate_config); use adamw_torch, as configs/paper.yaml does (docs/training.md)"
+        )
 
 
 def write_log(history: list[dict], path: str, seconds: float, tokens_before: int = 0) -> None:
@@ -433,10 +481,12 @@ def main() -> None:
     parser.add_argument("--logging-steps", type=int, required=True)
     parser.add_argument("--save-steps", type=int, required=True)
     parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--report-to", action="append", default=[], choices=["tensorboard", "wandb"])
     a = parser.parse_args()
     ft = TrainSettings.of(json.loads(Path(a.settings).read_text()))
-    job = RunSettings(a.per_device_batch, a.gradient_checkpointing, a.logging_steps, a.save_steps, tuple(a.report_to))
+    job = RunSettings(a.per_device_batch, a.gradient_checkpointing, a.logging_steps, a.save_steps, tuple(a.report_to),
+                      a.keep_checkpoints)
     run(a.train, a.base, a.out, ft, job, a.checkpoints, a.log_csv)
 
 
