@@ -6,6 +6,7 @@ Skipped, with a message, where no cluster answers: `make test` passes on a lapto
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -53,9 +54,16 @@ def snakemake_slurm(tmp_path, config: dict, *extra) -> Run:
                      config=config, check=False, timeout=900)
 
 
-def test_tiny_workflow_runs_through_slurm(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_workflow(tmp_path_factory) -> tuple[Path, Run]:
+    """The tiny workflow run through SLURM once; the time-limit test trains again in its folder."""
+    tmp_path = tmp_path_factory.mktemp("slurm")
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
-    res = snakemake_slurm(tmp_path, config, "--retries", "0")
+    return tmp_path, snakemake_slurm(tmp_path, config, "--retries", "0")
+
+
+def test_tiny_workflow_runs_through_slurm(tiny_workflow):
+    tmp_path, res = tiny_workflow
     out = res.out
     assert res.returncode == 0, out[-4000:]
     assert "slurm" in out.lower() and "Job " in out
@@ -91,15 +99,16 @@ def with_finetune_resources(*resources: str) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_training_killed_at_its_time_limit_resumes_in_the_retry(tmp_path):
+def test_training_killed_at_its_time_limit_resumes_in_the_retry(tiny_workflow):
     """Attempt 1 gets 1 minute (sbatch -t 1), less than its training takes: SLURM's SIGTERM at the
     limit makes it save a checkpoint (the only one: save_steps is beyond the run) and exit; Snakemake
-    submits the job again (profile retries) with 15 minutes, and training resumes from that checkpoint."""
+    submits the job again (profile retries) with 15 minutes, and training resumes from that checkpoint
+    (not from the tiny workflow's own checkpoints: other settings)."""
+    tmp_path, first = tiny_workflow
+    assert first.returncode == 0, first.out[-4000:]  # its data, splits, model and tokenized set are reused
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
     config["finetune"].update(max_steps=TIME_LIMIT_STEPS, save_steps=100_000)
     run, target = tmp_path / "run", "results/models/ft/tiny/python"
-    snakemake("--cores", "2", "results/tokenized/tiny/python", "results/settings/finetune/tiny.json", workdir=run,
-              config=config, timeout=600)  # the inputs here: only the training job goes to SLURM
     profile = yaml.safe_load((ROOT / "profiles/slurm/config.yaml").read_text())
     assert profile["set-resources"]["finetune"]["slurm_extra"].startswith("--signal=TERM@")
     res = snakemake("--workflow-profile", "profiles/slurm", *with_finetune_resources(
@@ -111,7 +120,7 @@ def test_training_killed_at_its_time_limit_resumes_in_the_retry(tmp_path):
     assert "DUE TO TIME LIMIT" in slurm_logs
     log = (run / "logs/finetune/tiny/python.log").read_text()  # the retry's
     resumed = re.search(r"resuming from results/checkpoints/tiny/python/checkpoint-(\d+)", log)
-    assert resumed and 0 < int(resumed[1]) < TIME_LIMIT_STEPS, log[-3000:]
+    assert resumed and 2 < int(resumed[1]) < TIME_LIMIT_STEPS, log[-3000:]  # not the first run's checkpoint-2
     curve = pd.read_csv(run / "results/train_logs/tiny/python.csv")
     assert curve["step"].iloc[-1] == TIME_LIMIT_STEPS
     assert (run / target / "adapter_model.safetensors").is_file()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -473,8 +474,8 @@ def test_process_group_timeout_reaches_the_process_group(tmp_path):
     script = tmp_path / "group.py"
     script.write_text(PROCESS_GROUP)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
-                          "0", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    lines = sorted(line for line in res.stdout.splitlines() if line.startswith("rank"))
-    assert lines == ["rank 0 of 2: gloo 0:07:00", "rank 1 of 2: gloo 0:07:00"]
+    lines = sorted(re.findall(r"rank \d+ of \d+: \w+ [\d:]+", res.stdout))  # the two may write at once
+    assert lines == ["rank 0 of 2: gloo 0:07:00", "rank 1 of 2: gloo 0:07:00"], res.stdout
