@@ -1,8 +1,8 @@
 """The training set of the all-language run at paper scale: the 1.13M-instance synthetic corpus
 of bench_splits.py (10 x 113,000), every language whole, each instance in both formats (about
 2.2M prompt/completion records), tokenized with a real tokenizer (SmolLM2's, standing in for
-Mistral-7B's) to 4,096 tokens, as apipack.train does it: the main process writes memory-mapped
-Arrow files once, the other ranks map them. Prints time and peak resident memory per rank.
+Mistral-7B's) to 4,096 tokens as rule tokenize does it (apipack.tokenized.build, one worker per
+core), then mapped by every rank as apipack.train does. Prints time and peak resident memory per rank.
 
     python benchmarks/bench_train_data.py [--per-language 113000] [--ranks 2] [--workdir DIR]
 """
@@ -71,16 +71,22 @@ def resident_now() -> dict:
 
 
 def rank_main(a: argparse.Namespace) -> None:
-    """One rank: build or map the tokenized set as apipack.train.run does, then read from it."""
+    """One rank: rank 0 builds the tokenized set as rule tokenize does, then every rank maps it as
+    apipack.train.run does and reads from it."""
     import random
 
     from accelerate import PartialState
 
-    from apipack.train import training_data
+    from apipack import tokenized
+    from apipack.models import load_tokenizer
 
     state = PartialState(cpu=True, timeout=timedelta(hours=3))  # gloo: no GPU here
     start = time.perf_counter()
-    data = training_data(a.train_file, a.tokenizer, a.cutoff, False, Path(a.cache), state)
+    with state.main_process_first():
+        if state.is_main_process:
+            workers = len(os.sched_getaffinity(0))
+            tokenized.build(a.train_file, a.tokenizer, a.cutoff, False, Path(a.cache), workers)
+    data = tokenized.load(a.cache, load_tokenizer(a.tokenizer), a.cutoff)
     seconds = time.perf_counter() - start
     rng = random.Random(state.process_index)
     sample = [data[i] for i in rng.sample(range(len(data)), min(len(data), 10_000))]

@@ -187,6 +187,13 @@ def base_model_dir(wildcards):
     return f"results/models/base/{wildcards.model}"
 
 
+def tokenized_dir(wildcards):
+    """The tokenized training set of a finetune job: made with its model's tokenizer, or with the
+    tokenizer of the model that its entry's tokenizer_of names (one set for both)."""
+    tokenizer = config["models"][wildcards.model].get("tokenizer_of", wildcards.model)
+    return f"results/tokenized/{tokenizer}/{wildcards.trainset}"
+
+
 def finetuned_dir(wildcards):
     """The fine-tuned model of a cell (adapter or full model); for the base, the LoRA adapter
     trained elsewhere that its entry names (models.*.adapter), if any."""

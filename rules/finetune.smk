@@ -23,9 +23,34 @@ rule finetune_settings:
         "../scripts/finetune_settings.py"
 
 
-rule finetune:
+rule tokenize:
+    """The Arrow files of a training set as {tokenizer}'s tokenizer cuts it, one worker per
+    thread, before any GPU job starts; every model sharing that tokenizer maps them."""
     input:
         train="results/prompts/train/{trainset}.jsonl",
+        tokenizer="results/models/base/{tokenizer}",
+    output:
+        directory("results/tokenized/{tokenizer}/{trainset}"),
+    log:
+        "logs/tokenize/{tokenizer}/{trainset}.log",
+    benchmark:
+        "logs/benchmarks/tokenize/{tokenizer}/{trainset}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        cutoff_len=config["finetune"]["cutoff_len"],
+        trust_remote_code=lambda wc: config["models"][wc.tokenizer].get("trust_remote_code", False),
+    script:
+        "../scripts/tokenize_train.py"
+
+
+rule finetune:
+    input:
+        data=tokenized_dir,
         base=base_model_dir,
         settings="results/settings/finetune/{model}.json",
     output:

@@ -42,11 +42,12 @@ def test_several_nodes_run_one_launcher_per_node_through_srun():
 @pytest.mark.parametrize("gpus,nodes", [(0, 1), (2, 1), (8, 2)])
 def test_command_carries_the_rule_files_and_run_settings(gpus, nodes):
     cmd = command(gpus=gpus, nodes=nodes, per_device_batch=3, save_steps=7, gradient_checkpointing=True,
-                  report_to=["tensorboard"])
-    assert cmd.startswith("mkdir -p {params.checkpoints} && PYTHONPATH=" + str(ROOT / "scripts") + " ")
-    for placeholder in ("{input.train}", "{input.base}", "{input.settings}", "{output.model}", "{output.curve}"):
+                  report_to=["tensorboard"], process_group_timeout=90)
+    # exec: the launcher, not a shell that SIGTERM would end, is the job's process (docs/clusters.md)
+    assert cmd.startswith("mkdir -p {params.checkpoints} && PYTHONPATH=" + str(ROOT / "scripts") + " exec ")
+    for placeholder in ("{input.data}", "{input.base}", "{input.settings}", "{output.model}", "{output.curve}"):
         assert cmd.count(placeholder) == 1, placeholder
     assert "--per-device-batch 3" in cmd and "--save-steps 7" in cmd and "--gradient-checkpointing" in cmd
-    assert "--report-to tensorboard" in cmd and cmd.endswith(" > {log} 2>&1")
+    assert "--report-to tensorboard" in cmd and "--process-group-timeout 90" in cmd and cmd.endswith(" > {log} 2>&1")
     # the learning rate and other result settings reach the script through its settings file only
     assert "learning" not in cmd and "--lr" not in cmd

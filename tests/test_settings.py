@@ -30,18 +30,20 @@ CONFIG = {
                  "global_batch": 8, "cutoff_len": 256, "warmup_ratio": 0.0, "lr_scheduler": "linear",
                  "optimizer": "adamw_torch", "precision": "fp32", "gradient_checkpointing": False, "packing": False,
                  "group_by_length": True, "logging_steps": 1, "save_steps": 2, "report_to": ["tensorboard"],
-                 "keep_checkpoints": True, "accelerate_config": None, "gpus": 8, "nodes": 2,
+                 "keep_checkpoints": True, "process_group_timeout": 90, "accelerate_config": None, "gpus": 8,
+                 "nodes": 2,
                  "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj"]}},
     "generation": {"engine": "hf", "batch_size": 8, "max_new_tokens": 24, "max_prompt_tokens": 512,
                    "max_total_tokens": None, "do_sample": False, "temperature": 0.7, "seeds": [0, 1],
                    "dtype": "float32", "gpus": 1},
-    "models": {"tiny": {"source": "tiny"}, "gpt": {"source": "openai", "api_model": "gpt-4", "retries": 3,
-                                                   "max_concurrency": 2, "api_key_env": "KEY"}},
+    "models": {"tiny": {"source": "tiny", "tokenizer_of": "tiny2"},  # which tokenized sets: not the model
+               "gpt": {"source": "openai", "api_model": "gpt-4", "retries": 3, "max_concurrency": 2,
+                       "api_key_env": "KEY"}},
 }
 LIMITS = {"file_mb": 10, "depth": 100, "nodes": 500000, "operations": 2000, "seconds": 30, "memory_mb": 1024,
           "snippets_mb": 64}
 RUN_ONLY = {"per_device_batch", "gradient_checkpointing", "logging_steps", "save_steps", "report_to",
-            "keep_checkpoints", "accelerate_config", "gpus", "nodes"}
+            "keep_checkpoints", "process_group_timeout", "accelerate_config", "gpus", "nodes"}
 
 
 def test_training_settings_leave_out_how_a_job_runs():
@@ -53,7 +55,8 @@ def test_training_settings_leave_out_how_a_job_runs():
     assert full.lora_r is None and full.lora_target_modules is None  # lora.* does not retrain full fine-tuning
     job = RunSettings.from_config(CONFIG)
     assert job.arguments().split() == ["--per-device-batch", "4", "--logging-steps", "1", "--save-steps", "2",
-                                       "--keep-checkpoints", "--report-to", "tensorboard"]
+                                       "--process-group-timeout", "90", "--keep-checkpoints", "--report-to",
+                                       "tensorboard"]
 
 
 def test_result_settings_hold_only_what_is_used():

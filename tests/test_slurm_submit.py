@@ -35,13 +35,13 @@ def read_args(path: Path) -> list[str]:
 def submit(tmp_path: Path, gpus: int, nodes: int) -> tuple[list[str], Path]:
     """Run the finetune job through profiles/slurm; return the sbatch arguments."""
     bin_dir, log, run = tmp_path / "bin", tmp_path / "log", tmp_path / "run"
-    for folder in (bin_dir, log, run / "results/prompts/train", run / "results/models/base/tiny",
+    for folder in (bin_dir, log, run / "results/tokenized/tiny/python", run / "results/models/base/tiny",
                    run / "results/settings/finetune"):
         folder.mkdir(parents=True)
     for name, body in SHIMS.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    (run / "results/prompts/train/python.jsonl").write_text("{}\n")
+    (run / "results/tokenized/tiny/python/tokenized.json").write_text("{}")
     (run / "results/models/base/tiny/config.json").write_text("{}")
     (run / "results/settings/finetune/tiny.json").write_text("{}")
     config = yaml.safe_load((ROOT / "tests/configs/slurm.yaml").read_text())
@@ -75,6 +75,7 @@ def test_one_node_eight_gpus(tmp_path):
     line = " ".join(sbatch)
     assert "--gpus=8" in sbatch and "--nodes=1" in sbatch and "-p gpu" in line
     assert "--cpus-per-gpu=8" in sbatch and "-A testacct" in line
+    assert " --signal=TERM@600 " in f" {line} "  # SIGTERM 10 min before the limit: save and exit
     assert not any(a.startswith(("--ntasks", "--gres")) for a in sbatch)
     run_jobstep(sbatch, env, tmp_path / "run")
     calls = srun_calls(tmp_path / "log")
@@ -100,4 +101,4 @@ def test_fifteen_nodes_eight_gpus_each(tmp_path):
     assert words[:4] == ["accelerate", "launch", "--multi_gpu", "--num_processes"]
     assert words[4] == "120" and words[words.index("--num_machines") + 1] == "15"
     assert "$SLURM_NODEID" in script and "$SLURM_JOB_NODELIST" in script
-    assert "--train" in srun and srun[srun.index("--base") + 1] == "results/models/base/tiny"
+    assert "--data" in srun and srun[srun.index("--base") + 1] == "results/models/base/tiny"

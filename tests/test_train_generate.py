@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,23 +14,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from apipack.files import fingerprint, read_jsonl, write_jsonl
+from apipack.files import read_jsonl, write_jsonl
 from apipack.generate import HFEngine, OpenAIEngine, complete_answer, generate_file, make_engine, trim_answer
 from apipack.manifest import model_hash, sha256_tree
 from apipack.models import build_tiny, load_tokenizer, prompt_ids, token_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.settings import GenerationSettings, RunSettings, TrainSettings
+from apipack.tokenized import IGNORE, CompletionIds, build, encode, line_shards, load
 from apipack.train import (
-    IGNORE,
-    CompletionIds,
+    STOPPED,
     arrow_trainer,
     build_model,
+    checkpoint_key,
     claim_checkpoints,
-    encode,
     grad_accumulation,
-    line_shards,
     training_args,
-    training_data,
 )
 from conftest import ROOT, chat_server, make_instance
 
@@ -58,12 +58,15 @@ def tiny(tmp_path_factory) -> Path:
 
 
 def train_command(tmp: Path, base: Path, ft: TrainSettings, job: RunSettings, name: str) -> list[str]:
-    """The training command as rule finetune runs it: TrainSettings in a file, RunSettings as options."""
-    data = tmp / "train.jsonl"
-    write_jsonl(data, records())
+    """The training command as rule finetune runs it: the set tokenized (rule tokenize) once per base
+    model and cutoff, TrainSettings in a file, RunSettings as options."""
+    data = tmp / f"tokenized-{base.parent.name}-{ft.cutoff_len}"
+    if not data.is_dir():
+        write_jsonl(tmp / "train.jsonl", records())
+        build(str(tmp / "train.jsonl"), str(base), ft.cutoff_len, False, data, 1)
     cfg = tmp / f"{name}.json"
     cfg.write_text(json.dumps(ft.param()))
-    return [sys.executable, "-m", "apipack.train", "--train", str(data), "--base", str(base),
+    return [sys.executable, "-m", "apipack.train", "--data", str(data), "--base", str(base),
             "--out", str(tmp / name / "model"), "--settings", str(cfg), "--checkpoints", str(tmp / name / "ckpt"),
             "--log-csv", str(tmp / name / "log.csv"), *job.arguments().split()]
 
@@ -104,29 +107,32 @@ def test_completion_ids_tokenize_a_text_once_until_reused_and_stay_bounded(tiny)
     assert ids.reused == 1 and list(ids.kept) == [d, e, b]
 
 
-def test_training_data_is_a_cached_memory_mapped_arrow_set(tmp_path, tiny):
-    from accelerate import PartialState
-
+def test_tokenized_set_is_memory_mapped_and_refuses_another_tokenizer_or_cutoff(tmp_path, tiny):
     tok, recs = load_tokenizer(tiny), records(16)
-    data_file, cache = tmp_path / "train.jsonl", tmp_path / "ckpt" / "dataset"
+    data_file, out = tmp_path / "train.jsonl", tmp_path / "tokenized" / "tiny" / "python"
     write_jsonl(data_file, recs)
-    data = training_data(str(data_file), str(tiny), 40, False, cache, PartialState())
+    out.parent.mkdir(parents=True)
+    assert build(str(data_file), str(tiny), 40, False, out, 2) == 16
+    assert sorted(p.name for p in out.parent.iterdir()) == ["python"]  # no .part, no build cache left
+    data = load(out, tok, 40)
     for row, rec in zip(data, recs):
         enc = encode(rec, tok, 40)
         assert row["input_ids"] == enc["input_ids"] and row["labels"] == enc["labels"]
         assert row["length"] == len(enc["input_ids"]) <= 40
     files = [Path(f["filename"]) for f in data.cache_files]
-    assert files and all(f.is_file() and cache in f.parents for f in files)  # mapped, not in memory
-    stamps = [f.stat().st_mtime_ns for f in files]
-    again = training_data(str(data_file), str(tiny), 40, False, cache, PartialState())
-    assert [Path(f["filename"]) for f in again.cache_files] == files  # the same files,
-    assert [f.stat().st_mtime_ns for f in files] == stamps  # not written again
-    write_jsonl(data_file, recs[:5])  # other data: a new cache, the old one removed
-    fresh = training_data(str(data_file), str(tiny), 40, False, cache, PartialState())
-    assert len(fresh) == 5 and not any(f.exists() for f in files)
-    trainer = arrow_trainer()(model=build_model(str(tiny), FT), train_dataset=fresh,
+    assert files and all(f.is_file() and out in f.parents for f in files)  # mapped, not in memory
+    with pytest.raises(ValueError, match="cutoff_len 40, but finetune.cutoff_len is 64"):
+        load(out, tok, 64)
+    other = tmp_path / "other"
+    build_tiny(other, [r["completion"] for r in recs] * 5, seed=1)  # another vocabulary
+    with pytest.raises(ValueError, match="made by another tokenizer.*tokenizer_of"):
+        load(out, load_tokenizer(other), 40)
+    same = load_tokenizer(tiny)
+    same("a padded batch", padding="max_length", max_length=12, truncation=True)  # state, not definition
+    assert len(load(out, same, 40)) == 16
+    trainer = arrow_trainer()(model=build_model(str(tiny), FT), train_dataset=data,
                               args=training_args(replace(FT, group_by_length=True), JOB, tmp_path / "c", 1))
-    assert trainer._get_train_sampler().lengths == fresh["length"][:]  # one list, read at once
+    assert trainer._get_train_sampler().lengths == data["length"][:]  # one list, read at once
 
 
 def test_lora_loads_the_base_in_the_configured_precision(tiny):
@@ -142,14 +148,13 @@ def test_lora_loads_the_base_in_the_configured_precision(tiny):
 
 
 def test_training_file_errors_and_shards(tmp_path, tiny):
-    from accelerate import PartialState
-
     bad = tmp_path / "bad.jsonl"
     write_jsonl(bad, records(3))
     with open(bad, "a") as fh:
         fh.write('{"prompt": "no completion"}\n')
     with pytest.raises(ValueError, match=r"bad.jsonl: the line ending at byte \d+ is not a prompt/completion"):
-        training_data(str(bad), str(tiny), 256, False, tmp_path / "cache", PartialState())
+        build(str(bad), str(tiny), 256, False, tmp_path / "out", 1)
+    assert not (tmp_path / "out").exists()
     lines = b"".join(b'{"n": %d}\n' % i for i in range(1000))
     bad.write_bytes(lines)
     shards = line_shards(str(bad), 7)
@@ -214,6 +219,23 @@ def test_killed_training_resumes_to_the_same_final_loss(tmp_path, tmp_path_facto
     assert (resumed["tokens_per_second"] < 1.5 * whole["tokens_per_second"]).all()  # own tokens only
 
 
+def test_sigterm_saves_a_checkpoint_exits_and_the_rerun_resumes(tmp_path, tiny):
+    ft = replace(FT, max_steps=6)
+    proc = subprocess.Popen(train_command(tmp_path, tiny, ft, JOB, "run"), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc.stdout.readline()  # the handler is installed before this first line ("... sequences")
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == STOPPED, out[-3000:]
+    assert "received SIGTERM" in out and "stopped by SIGTERM at step 1" in out
+    assert [p.name for p in (tmp_path / "run/ckpt").glob("checkpoint-*")] == ["checkpoint-1"]  # save_steps 1000
+    assert not (tmp_path / "run/model").exists() and not (tmp_path / "run/log.csv").exists()
+    rerun = subprocess.run(train_command(tmp_path, tiny, ft, JOB, "run"), cwd=ROOT, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"resuming from {tmp_path / 'run/ckpt/checkpoint-1'}" in rerun.stdout
+    assert pd.read_csv(tmp_path / "run/log.csv")["step"].tolist() == [1, 2, 3, 4, 5, 6]  # step 1 from the checkpoint
+
+
 def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, tiny):
     first, job = replace(FT, max_steps=6), replace(JOB, save_steps=2, keep_checkpoints=True)
     train(tmp_path, tiny, first, "run", job)
@@ -225,15 +247,23 @@ def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, tiny):
     assert (rerun["tokens_per_second"] > 0).all()
 
 
-def test_checkpoint_fingerprint_covers_data_settings_and_base(tmp_path, tiny):
-    data = tmp_path / "train.jsonl"
-    write_jsonl(data, records(4))
-    key = fingerprint(FT.param(), [data, tiny])
-    assert fingerprint(FT.param(), [data, tiny]) == key
-    assert fingerprint(replace(FT, seed=6).param(), [data, tiny]) != key
-    assert fingerprint(FT.param(), [data]) != key
-    write_jsonl(data, records(5))
-    assert fingerprint(FT.param(), [data, tiny]) != key
+def test_checkpoint_key_covers_data_settings_and_base(tmp_path, tiny):
+    def tokenized(n: int, cutoff: int = 256) -> Path:
+        write_jsonl(tmp_path / "train.jsonl", records(n))
+        out = tmp_path / f"set{n}-{cutoff}"
+        build(str(tmp_path / "train.jsonl"), str(tiny), cutoff, False, out, 1)
+        return out
+
+    data = tokenized(4)
+    key = checkpoint_key(FT, data, str(tiny))
+    assert checkpoint_key(FT, data, str(tiny)) == key
+    assert checkpoint_key(replace(FT, seed=6), data, str(tiny)) != key
+    assert checkpoint_key(FT, tokenized(5), str(tiny)) != key  # another training file
+    assert checkpoint_key(FT, tokenized(4, 128), str(tiny)) != key  # another cutoff
+    other = tmp_path / "base"
+    shutil.copytree(tiny, other)
+    (other / "config.json").write_text((other / "config.json").read_text() + " ")
+    assert checkpoint_key(FT, data, str(other)) != key
     folder = tmp_path / "ckpt"
     (folder / "checkpoint-2").mkdir(parents=True)
     claim_checkpoints(folder, key)  # checkpoints without a fingerprint are not trusted
@@ -437,3 +467,25 @@ def test_only_safetensors_weights_are_loaded(tmp_path, tiny):
     with pytest.raises(OSError, match="safetensors"):
         load_causal_lm(pickled)
     assert load_causal_lm(tiny).num_parameters() > 0
+
+
+PROCESS_GROUP = """
+import torch, torch.distributed as dist
+from apipack.train import process_state
+state = process_state(7)
+backend = dist.distributed_c10d._get_default_group()._get_backend(torch.device("cpu"))
+print(f"rank {state.process_index} of {state.num_processes}: {dist.get_backend()} {backend.options._timeout}")
+"""
+
+
+def test_process_group_timeout_reaches_the_process_group(tmp_path):
+    """2 gloo processes, as a CPU launch: the group created for training waits the configured 7 minutes
+    (not torch's default 30, nor NCCL's 10)."""
+    script = tmp_path / "group.py"
+    script.write_text(PROCESS_GROUP)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = sorted(re.findall(r"rank \d+ of \d+: \w+ [\d:]+", res.stdout))  # the two may write at once
+    assert lines == ["rank 0 of 2: gloo 0:07:00", "rank 1 of 2: gloo 0:07:00"], res.stdout

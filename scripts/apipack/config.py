@@ -63,6 +63,9 @@ def check_references(config: dict) -> None:
     for name, model in models.items():
         if "adapter" in model and model["source"] == "openai":
             raise ConfigError(f"models.{name}.adapter: an API model (source openai) takes no adapter")
+        shared = model.get("tokenizer_of")
+        if shared is not None and (shared not in models or models[shared]["source"] in ("openai", "tiny_encoder")):
+            raise ConfigError(f"models.{name}.tokenizer_of: {shared!r} is not a causal LM in models")
         need = {
             "hub": ("repo", "revision"),
             "local": ("path",),

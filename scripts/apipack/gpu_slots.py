@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,10 @@ def main(argv: list[str]) -> int:
     gpus = claim(int(argv[0]))
     if gpus:
         print(f"CUDA_VISIBLE_DEVICES={','.join(gpus)}", file=sys.stderr, flush=True)
-    return subprocess.call(argv[2:])  # the child inherits the env; the locks stay with us
+    child = subprocess.Popen(argv[2:])  # the child inherits the env; the locks stay with us
+    # SIGTERM (a time limit) is the child's to handle: pass it on and wait for it to save and exit.
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))
+    return child.wait()
 
 
 if __name__ == "__main__":

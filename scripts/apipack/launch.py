@@ -13,7 +13,7 @@ from .settings import RunSettings
 
 # Placeholders that Snakemake fills in the rule's shell command.
 RULE_FILES = (
-    "--train {input.train} --base {input.base} --settings {input.settings} --out {output.model} "
+    "--data {input.data} --base {input.base} --settings {input.settings} --out {output.model} "
     "--checkpoints {params.checkpoints} --log-csv {output.curve}"
 )
 
@@ -56,7 +56,9 @@ def finetune_command(config: dict, root: str | Path) -> str:
     """The shell command of rule finetune for ``config`` (validated), in the workflow at ``root``."""
     root, ft = Path(root), config["finetune"]
     launch = launcher(ft["gpus"], ft["nodes"], ft["accelerate_config"], root)
+    # exec: the launcher replaces the job's shell, which SIGTERM (sbatch --signal) would otherwise
+    # end at once, and with it the job step, while training saves its checkpoint.
     return (
-        f"mkdir -p {{params.checkpoints}} && PYTHONPATH={root / 'scripts'} {launch} {RULE_FILES} "
+        f"mkdir -p {{params.checkpoints}} && PYTHONPATH={root / 'scripts'} exec {launch} {RULE_FILES} "
         f"{RunSettings.from_config(config).arguments()} > {{log}} 2>&1"
     )

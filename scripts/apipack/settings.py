@@ -100,6 +100,7 @@ class RunSettings(Settings):
     save_steps: int
     report_to: tuple[str, ...] = ()
     keep_checkpoints: bool = False
+    process_group_timeout: float = 60  # minutes a collective waits for the slowest process
 
     @classmethod
     def from_config(cls, config: dict) -> RunSettings:
@@ -113,6 +114,7 @@ class RunSettings(Settings):
             f"--per-device-batch {self.per_device_batch} --logging-steps {self.logging_steps} "
             f"--save-steps {self.save_steps}"
         )
+        args += f" --process-group-timeout {self.process_group_timeout:g}"
         args += " --gradient-checkpointing" if self.gradient_checkpointing else ""
         args += " --keep-checkpoints" if self.keep_checkpoints else ""
         return args + "".join(f" --report-to {target}" for target in self.report_to)
@@ -224,6 +226,7 @@ class ModelSource(Settings):
     @classmethod
     def from_config(cls, config: dict, model: str) -> ModelSource:
         spec = without_connection(config["models"][model])
+        spec.pop("tokenizer_of", None)  # which tokenized sets it trains on, not what the model is
         return cls(**spec, seed=config["seed"] if spec["source"] in ("tiny", "tiny_encoder") else None)
 
     def param(self) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 Run as a script under ``accelerate launch`` for multi-GPU/multi-node (the FSDP config in
 ``configs/accelerate/``); the global batch comes from the config and the gradient
-accumulation is derived from the number of processes. Checkpoints go to an undeclared folder,
-so a killed job resumes from the latest one; they are removed once the final model is in place
-(unless ``finetune.keep_checkpoints``). docs/training.md.
+accumulation is derived from the number of processes. The training set comes tokenized (rule
+tokenize, ``apipack.tokenized``). Checkpoints go to an undeclared folder, so a killed job resumes
+from the latest one; on SIGTERM (SLURM's time limit, or sbatch --signal before it) training saves
+a checkpoint at the next step and exits with ``STOPPED``. Checkpoints are removed once the final
+model is in place (unless ``finetune.keep_checkpoints``). docs/training.md.
 """
 
 from __future__ import annotations
@@ -12,169 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
+import signal
 import time
-from array import array
-from collections import OrderedDict
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
 
+from . import tokenized
 from .files import atomic_open, fingerprint, reset_unless_stamped
-from .models import bos_prefix, load_causal_lm, load_tokenizer, token_ids
+from .models import load_causal_lm, load_tokenizer
 from .settings import RunSettings, TrainSettings
+from .tokenized import IGNORE
 
-IGNORE = -100
-
-
-class CompletionIds:
-    """Token ids of completions, each text tokenized once while it may come again.
-
-    A training set in both formats holds every completion twice: in its language's block of
-    0-shot records and again in the block of few-shot records that follows. The ids of a text
-    are kept (4 bytes a token) until their first reuse, at most ``limit`` texts at a time
-    (the oldest go first), so memory stays bounded whatever the file holds.
-    """
-
-    def __init__(self, tok, limit: int = 200_000):
-        self.tok, self.limit = tok, limit
-        self.kept: OrderedDict[str, array] = OrderedDict()  # O(1) removal of the oldest
-        self.reused = 0
-
-    def __call__(self, texts: list[str]) -> list[list[int]]:
-        new = list(dict.fromkeys(t for t in texts if t not in self.kept))
-        fresh = dict(zip(new, token_ids(self.tok, new)))
-        again = {t: self.kept.pop(t).tolist() for t in dict.fromkeys(texts) if t in self.kept}
-        self.reused += len(again)
-        for text in new:
-            if len(self.kept) >= self.limit:
-                self.kept.popitem(last=False)
-            self.kept[text] = array("i", fresh[text])
-        return [fresh[t] if t in fresh else again[t] for t in texts]
-
-
-def encode(record: dict, tok, cutoff_len: int) -> dict:
-    """Token ids of prompt + completion + EOS, labels -100 over the prompt (completion-only loss)."""
-    return encode_batch([record["prompt"]], [record["completion"]], tok, cutoff_len)[0]
-
-
-def encode_batch(
-    prompts: list[str], completions: list[str], tok, cutoff_len: int, completion_ids: CompletionIds | None = None
-) -> list[dict]:
-    """``encode`` for many records: one batched (Rust, multi-threaded) call per field."""
-    bos, eos = bos_prefix(tok), [tok.eos_token_id]  # BOS as generation feeds the prompt (models.prompt_ids)
-    answers = completion_ids(completions) if completion_ids is not None else token_ids(tok, completions)
-    rows = []
-    for prompt, completion in zip(token_ids(tok, prompts), answers):
-        n = len(bos) + len(prompt)
-        rows.append({
-            "input_ids": (bos + prompt + completion + eos)[:cutoff_len],
-            "labels": ([IGNORE] * n + completion + eos)[:cutoff_len],
-        })
-    return rows
-
-
-SHARD_BYTES = 32 << 20  # the training file is tokenized in byte ranges of about this size
-
-
-def _features():
-    """Arrow columns of the tokenized training set; ``length`` feeds group_by_length's sampler."""
-    from datasets import Features, Sequence, Value
-
-    ids = Sequence(Value("int32"))
-    return Features({"input_ids": ids, "labels": ids, "length": Value("int32")})
-
-
-def _tokenized_rows(
-    shards: list[tuple[int, int]], train_file: str, base: str, cutoff_len: int, trust_remote_code: bool
-):
-    """Rows of the tokenized training set for byte ranges of the file, 1,000 records a batch."""
-    tok = load_tokenizer(base, trust_remote_code)
-    completion_ids = CompletionIds(tok)
-    for start, end in shards:
-        for prompts, completions in _record_batches(train_file, start, end, 1000):
-            for row in encode_batch(prompts, completions, tok, cutoff_len, completion_ids):
-                yield {**row, "length": len(row["input_ids"])}
-
-
-def _record_batches(train_file: str, start: int, end: int, batch: int):
-    """(prompts, completions) of the JSON lines that start in bytes [start, end) of the file."""
-    prompts, completions = [], []
-    with open(train_file, "rb") as fh:
-        fh.seek(start)
-        while fh.tell() < end and (line := fh.readline()):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                prompts.append(str(record["prompt"]))
-                completions.append(str(record["completion"]))
-            except (ValueError, KeyError, TypeError) as err:
-                raise ValueError(
-                    f"{train_file}: the line ending at byte {fh.tell()} is not a prompt/completion "
-                    f"record ({err!r})"
-                ) from None
-            if len(prompts) == batch:
-                yield prompts, completions
-                prompts, completions = [], []
-    if prompts:
-        yield prompts, completions
-
-
-def line_shards(path: str, n: int) -> list[tuple[int, int]]:
-    """``n`` byte ranges of about equal size that cut the file between lines."""
-    size = Path(path).stat().st_size
-    cuts = [0]
-    with open(path, "rb") as fh:
-        for k in range(1, n):
-            fh.seek(max(k * size // n, cuts[-1]))
-            if fh.tell():
-                fh.readline()
-            cuts.append(min(fh.tell(), size))
-    return [(a, b) for a, b in zip(cuts, [*cuts[1:], size]) if b > a]
-
-
-def training_data(train_file: str, base: str, cutoff_len: int, trust_remote_code: bool, cache: Path, state):
-    """The tokenized training set as a memory-mapped Arrow dataset.
-
-    The main process tokenizes once, in batches and with one worker per CPU core it may use,
-    into ``cache/<fingerprint>/`` (training file, base model folder, cutoff); the other ranks
-    wait (``main_process_first``) and map the same Arrow files, so no rank holds the set in
-    memory. Caches of other fingerprints are removed.
-    """
-    from datasets import Dataset
-    from datasets.exceptions import DatasetGenerationError
-
-    key = fingerprint({"cutoff_len": cutoff_len}, [train_file, base])[:16]
-    shards = line_shards(train_file, min(64, 1 + Path(train_file).stat().st_size // SHARD_BYTES))
-    if not shards:
-        raise ValueError(f"{train_file}: no training records")
-    kwargs = {
-        "shards": shards,  # from the file alone, so that every rank finds the same cache
-        "train_file": str(train_file),
-        "base": str(base),
-        "cutoff_len": cutoff_len,
-        "trust_remote_code": trust_remote_code,
-    }
-    workers = min(len(shards), len(os.sched_getaffinity(0)))
-    with state.main_process_first():
-        if state.is_main_process and cache.is_dir():
-            for stale in (p for p in cache.iterdir() if p.name != key):
-                shutil.rmtree(stale, ignore_errors=True)
-        try:
-            data = Dataset.from_generator(
-                _tokenized_rows,
-                features=_features(),
-                gen_kwargs=kwargs,
-                cache_dir=str(cache / key),
-                num_proc=workers if workers > 1 else None,
-            )
-        except DatasetGenerationError as err:  # say which record, not only that one failed
-            raise (err.__cause__ or err) from None
-    if len(data) == 0:
-        raise ValueError(f"{train_file}: no training records")
-    return data
+STOPPED = 75  # exit status of a run stopped by a signal after its checkpoint (EX_TEMPFAIL: retry)
 
 
 def arrow_trainer():
@@ -303,31 +157,73 @@ def collator(tok, packing: bool):
     return lambda rows: inner([{k: v for k, v in r.items() if k != "length"} for r in rows])
 
 
-def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSettings, checkpoint_dir: str,
-        log_csv: str) -> None:
-    """Train, resuming from the newest checkpoint in ``checkpoint_dir`` if there is one (of the
-    same data, base model and ``ft``, on any process count and with any ``job`` settings)."""
+def process_state(timeout_minutes: float):
+    """accelerate's (and so the Trainer's) process state; its process group, created here, waits
+    ``timeout_minutes`` for a collective before it fails (the Trainer's ddp_timeout would come too late)."""
     from accelerate import PartialState
+
+    # On a CPU, use_cpu makes a multi-process launch one gloo group.
+    return PartialState(cpu=not _has_gpu(), timeout=timedelta(minutes=timeout_minutes))
+
+
+def stop_on_signal(signals=(signal.SIGTERM,)):
+    """A TrainerCallback that, once one of ``signals`` arrived on any process, has the Trainer
+    save a checkpoint at the end of the step and stop; its ``received`` holds the signal."""
+    import torch
+    import torch.distributed as dist
+    from transformers import TrainerCallback
+
+    class StopOnSignal(TrainerCallback):
+        received: int | None = None
+
+        def __init__(self):
+            for sig in signals:
+                signal.signal(sig, self._note)
+
+        def _note(self, signum, frame) -> None:
+            self.received = signum
+            print(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of this step",
+                  flush=True)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            stop = torch.tensor([float(self.received or 0)], device=args.device)
+            if dist.is_available() and dist.is_initialized():  # one rank's signal stops them all
+                dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+            if stop.item():
+                self.received = self.received or int(stop.item())
+                control.should_save = control.should_training_stop = True
+            return control
+
+    return StopOnSignal()
+
+
+def run(data_dir: str, base: str, out: str, ft: TrainSettings, job: RunSettings, checkpoint_dir: str,
+        log_csv: str) -> None:
+    """Train on the tokenized set in ``data_dir``, resuming from the newest checkpoint in
+    ``checkpoint_dir`` if there is one (of the same data, base model and ``ft``, on any process
+    count and with any ``job`` settings). Stopped by SIGTERM: exits with ``STOPPED`` once the
+    checkpoint of the current step is saved."""
     from transformers import set_seed
 
     set_seed(ft.seed)
-    # The Trainer's own state: on a CPU, use_cpu makes a multi-process launch one gloo group.
-    state = PartialState(cpu=not _has_gpu())
+    stopper = stop_on_signal()  # before anything slow, so that an early signal is not lost
+    state = process_state(job.process_group_timeout)
     world_size = state.num_processes
     tok = load_tokenizer(base, ft.trust_remote_code)
     tok.padding_side = "right"  # training pads on the right; generation on the left
     ckpt_dir = Path(checkpoint_dir)
-    data = training_data(train_file, base, ft.cutoff_len, ft.trust_remote_code, ckpt_dir / "dataset", state)
+    data = tokenized.load(data_dir, tok, ft.cutoff_len)
     with state.main_process_first():  # the others wait until stale checkpoints are gone
         if state.is_main_process:
-            claim_checkpoints(ckpt_dir, fingerprint(ft.param(), [train_file, base]))
+            claim_checkpoints(ckpt_dir, checkpoint_key(ft, data_dir, base))
     last = latest_checkpoint(ckpt_dir)
     tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
     model = build_model(base, ft, job.gradient_checkpointing)
     args = training_args(ft, job, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
+    args.ddp_timeout = round(job.process_group_timeout * 60)  # as the process group's (process_state)
     trainer = arrow_trainer()(
-        model=model, args=args, train_dataset=data, data_collator=collator(tok, ft.packing)
+        model=model, args=args, train_dataset=data, data_collator=collator(tok, ft.packing), callbacks=[stopper]
     )
     check_sharding(ft.optimizer, trainer.accelerator)
     if state.is_main_process:
@@ -341,10 +237,21 @@ def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSetting
         print(f"resuming from {last}", flush=True)
     start = time.time()
     trainer.train(resume_from_checkpoint=last)
+    if stopper.received and trainer.state.global_step < trainer.state.max_steps:
+        print(f"stopped by {signal.Signals(stopper.received).name} at step {trainer.state.global_step}, "
+              f"checkpoint saved in {ckpt_dir}; the next run resumes from it", flush=True)
+        raise SystemExit(STOPPED)
     print(f"trained on {world_size} process(es); saving to {out}", flush=True)
     save_final(trainer, tok, Path(out), ft, job.keep_checkpoints)
     if trainer.is_world_process_zero():
         write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
+
+
+def checkpoint_key(ft: TrainSettings, data_dir: str | Path, base: str) -> str:
+    """What a checkpoint belongs to: the settings, the tokenized set's stamp (training file,
+    tokenizer, cutoff) and the base model's files."""
+    stamp = (Path(data_dir) / tokenized.STAMP).read_text()
+    return fingerprint({**ft.param(), "data": stamp}, [base])
 
 
 def claim_checkpoints(folder: Path, key: str) -> None:
@@ -471,7 +378,7 @@ def write_log(history: list[dict], path: str, seconds: float, tokens_before: int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fine-tune a causal LM on API Pack prompts")
-    parser.add_argument("--train", required=True)
+    parser.add_argument("--data", required=True, help="tokenized training set (rule tokenize)")
     parser.add_argument("--base", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--settings", required=True, help="JSON of TrainSettings (rule finetune_settings)")
@@ -483,11 +390,12 @@ def main() -> None:
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--keep-checkpoints", action="store_true")
     parser.add_argument("--report-to", action="append", default=[], choices=["tensorboard", "wandb"])
+    parser.add_argument("--process-group-timeout", type=float, required=True, help="minutes a collective may wait")
     a = parser.parse_args()
     ft = TrainSettings.of(json.loads(Path(a.settings).read_text()))
     job = RunSettings(a.per_device_batch, a.gradient_checkpointing, a.logging_steps, a.save_steps, tuple(a.report_to),
-                      a.keep_checkpoints)
-    run(a.train, a.base, a.out, ft, job, a.checkpoints, a.log_csv)
+                      a.keep_checkpoints, a.process_group_timeout)
+    run(a.data, a.base, a.out, ft, job, a.checkpoints, a.log_csv)
 
 
 if __name__ == "__main__":
