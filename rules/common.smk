@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from apipack.languages import LANGUAGES  # noqa: E402
 from apipack.launch import finetune_command, train_resources  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
 from apipack.settings import (  # noqa: E402
+    ApiRequest,
     BuildSettings,
     GenerationSettings,
     ModelSource,
@@ -185,6 +187,12 @@ def base_model_dir(wildcards):
     if config["models"][wildcards.model]["source"] == "openai":
         return []
     return f"results/models/base/{wildcards.model}"
+
+
+def api_models():
+    """The model wildcard of the API models (source openai); a pattern that matches nothing if none."""
+    names = [re.escape(n) for n, m in config["models"].items() if m["source"] == "openai"]
+    return "|".join(names) or "(?!)"
 
 
 def finetuned_dir(wildcards):

@@ -70,7 +70,7 @@ def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
     out = run_in(checkout, "-n", "-p", "--configfile", PAPER)  # = make dry-run
     stats = job_stats(out)
     assert (stats["finetune"], stats["download_dataset"], stats["prepare_model"]) == (15, 10, 6)
-    assert stats["generate"] == 205  # 203 cells of local models + the 2 GPT cells
+    assert stats["generate"] == 203 and stats["generate_api"] == 2  # local models; the 2 GPT cells
     assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
     (checkout / "multi_node.yaml").write_text("finetune: {nodes: 2}\n")
     out = run_in(checkout, "-n", "-p", "--configfile", PAPER, "multi_node.yaml")
