@@ -54,7 +54,9 @@ def test_paper_config_holds_the_papers_settings(checkout):
     assert ft["logging_steps"] == 10
     gen = cfg["generation"]
     assert (gen["do_sample"], gen["temperature"]) == (True, 0.7)
-    assert (gen["max_total_tokens"], gen["max_prompt_tokens"]) == (4096, 4000)
+    assert (gen["max_total_tokens"], gen["max_prompt_tokens"]) == (4096, 4000)  # the reference's max_length ...
+    assert gen["max_new_tokens"] >= gen["max_total_tokens"]  # ... alone caps the answers
+    assert gen["batch_tokens"] <= 32768  # the worst batch of a 13B model fits 80 GB (docs/engines.md)
     assert cfg["evaluation"]["max_items"] == 1000 and cfg["evaluation"]["metric_mode"] == "paper"
     assert cfg["prompts"]["description_tokens"] == 512 and cfg["prompts"]["fewshot_tokens"] == 3072
     api = {name: m for name, m in cfg["models"].items() if m["source"] == "openai"}
