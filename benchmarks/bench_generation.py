@@ -32,7 +32,7 @@ VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 def run_engine(gen: GenerationSettings, model: str, adapter: str | None, prompts: str, out: str) -> dict:
     """Load the engine and answer every prompt; seconds of each."""
     start = time.perf_counter()
-    engine = make_engine({"source": "local"}, model, adapter, gen)
+    engine = make_engine(model, adapter, gen)
     loaded = time.perf_counter()
     generate_file(prompts, out, engine, gen.batch_size, 0)
     return {"load_s": loaded - start, "generate_s": time.perf_counter() - loaded}

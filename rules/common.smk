@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from apipack.languages import LANGUAGES  # noqa: E402
 from apipack.launch import finetune_command, train_resources  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
 from apipack.settings import (  # noqa: E402
+    ApiRequest,
     BuildSettings,
     GenerationSettings,
     ModelSource,
@@ -192,6 +194,12 @@ def tokenized_dir(wildcards):
     tokenizer of the model that its entry's tokenizer_of names (one set for both)."""
     tokenizer = config["models"][wildcards.model].get("tokenizer_of", wildcards.model)
     return f"results/tokenized/{tokenizer}/{wildcards.trainset}"
+
+
+def api_models():
+    """The model wildcard of the API models (source openai); a pattern that matches nothing if none."""
+    names = [re.escape(n) for n, m in config["models"].items() if m["source"] == "openai"]
+    return "|".join(names) or "(?!)"
 
 
 def finetuned_dir(wildcards):

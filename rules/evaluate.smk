@@ -1,4 +1,8 @@
+ruleorder: generate_api > generate
+
+
 rule generate:
+    """A local model's answers, on a GPU job (generation.gpus) or the CPU."""
     input:
         prompts="results/prompts/test/{lang}/L{level}_{mode}.jsonl",
         base=base_model_dir,
@@ -18,11 +22,45 @@ rule generate:
         gpu=config["generation"]["gpus"],
     params:
         generation=generation_settings,
-        # what the model's answers depend on; an API model's connection settings, which do not
-        # change them, come from the config (apipack.settings.connection)
-        model=model_source,
+        model=model_source,  # what the model's answers depend on (an adapter trained elsewhere included)
     script:
         "../scripts/generate.py"
+
+
+if config["generation"]["api_local"]:
+
+    localrules:
+        generate_api,
+
+
+rule generate_api:
+    """An API model's answers (source openai): HTTP requests only, where the network is: by
+    default in Snakemake's own process on the submitting node (generation.api_local), else as
+    a small CPU job. Its params hold only what is sent: the prompts are its input, then the
+    model (base_url, api_model), the token cap, the temperature and the seed (its wildcard)."""
+    input:
+        prompts="results/prompts/test/{lang}/L{level}_{mode}.jsonl",
+    output:
+        "results/generations/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.jsonl",
+    log:
+        "logs/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.log",
+    benchmark:
+        "logs/benchmarks/generate/{model}/{trainset}/{lang}/L{level}_{mode}_s{seed}.tsv"
+    wildcard_constraints:
+        model=api_models(),
+        trainset="base",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=240,
+    params:
+        request=ApiRequest.from_config(config).param(),
+        # how the model is reached (key, concurrency, retries) comes from the config: no part of its answers
+        model=model_source,
+    script:
+        "../scripts/generate_api.py"
 
 
 rule score:

@@ -166,7 +166,10 @@ def chat_server(reply: Callable[[dict], str]) -> Iterator[tuple[str, list]]:
             seen.append((body, self.headers.get("Authorization")))
             text = reply(body)
             status = text if isinstance(text, int) else 200
-            data = json.dumps({"error": {"message": "unavailable"}} if status != 200 else
+            error = {"message": "unavailable"} if status != 404 else {  # as OpenAI's API answers it
+                "message": f"The model `{body['model']}` does not exist or you do not have access to it.",
+                "type": "invalid_request_error", "param": None, "code": "model_not_found"}
+            data = json.dumps({"error": error} if status != 200 else
                               {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                                "choices": [{"index": 0, "finish_reason": "stop",
                                             "message": {"role": "assistant", "content": text}}]}).encode()

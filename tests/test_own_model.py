@@ -52,7 +52,7 @@ def test_recipe_evaluates_a_folder_an_adapter_and_an_endpoint(tmp_path):
     lora = read_jsonl(root / f"results/generations/my-lora/base/{cell}_s0.jsonl")
     gen = GenerationSettings.from_config(yaml.safe_load((root / "results/config.yaml").read_text()))
     generate_file(str(root / f"results/prompts/test/{cell}.jsonl"), str(tmp_path / "plain.jsonl"),
-                  make_engine({"source": "local"}, str(models / "base"), None, gen), gen.batch_size, 0)
+                  make_engine(str(models / "base"), None, gen), gen.batch_size, 0)
     assert [r["output"] for r in lora] != [r["output"] for r in read_jsonl(tmp_path / "plain.jsonl")]
     models = json.loads((root / "results/metrics/manifest.json").read_text())["models"]
     assert set(models) == {"base/my-model", "base/my-lora", "adapter/my-lora"}  # the endpoint has no files

@@ -54,7 +54,9 @@ def test_paper_config_holds_the_papers_settings(checkout):
     assert ft["logging_steps"] == 10
     gen = cfg["generation"]
     assert (gen["do_sample"], gen["temperature"]) == (True, 0.7)
-    assert (gen["max_total_tokens"], gen["max_prompt_tokens"]) == (4096, 4000)
+    assert (gen["max_total_tokens"], gen["max_prompt_tokens"]) == (4096, 4000)  # the reference's max_length ...
+    assert gen["max_new_tokens"] >= gen["max_total_tokens"]  # ... alone caps the answers
+    assert gen["batch_tokens"] <= 32768  # the worst batch of a 13B model fits 80 GB (docs/engines.md)
     assert cfg["evaluation"]["max_items"] == 1000 and cfg["evaluation"]["metric_mode"] == "paper"
     assert cfg["prompts"]["description_tokens"] == 512 and cfg["prompts"]["fewshot_tokens"] == 3072
     api = {name: m for name, m in cfg["models"].items() if m["source"] == "openai"}
@@ -70,7 +72,7 @@ def test_paper_grid_plans_offline_and_downloads_on_the_login_node(checkout):
     out = run_in(checkout, "-n", "-p", "--configfile", PAPER)  # = make dry-run
     stats = job_stats(out)
     assert (stats["finetune"], stats["download_dataset"], stats["prepare_model"]) == (15, 10, 6)
-    assert stats["generate"] == 205  # 203 cells of local models + the 2 GPT cells
+    assert stats["generate"] == 203 and stats["generate_api"] == 2  # local models; the 2 GPT cells
     assert "accelerate launch --config_file" in out and "--num_processes 8" in out and "gpu=8" in out
     (checkout / "multi_node.yaml").write_text("finetune: {nodes: 2}\n")
     out = run_in(checkout, "-n", "-p", "--configfile", PAPER, "multi_node.yaml")

@@ -39,7 +39,6 @@ FT = TrainSettings(
     trust_remote_code=False,
 )
 JOB = RunSettings(per_device_batch=4, gradient_checkpointing=False, logging_steps=1, save_steps=1000)
-TINY = {"source": "tiny"}
 GEN = GenerationSettings(engine="hf", batch_size=2, max_new_tokens=24, max_prompt_tokens=512, max_total_tokens=None,
                          do_sample=False, temperature=None, dtype="float32", trust_remote_code=False)
 
@@ -280,29 +279,50 @@ def test_answer_stop_and_trim():
 
 
 def test_batched_generation_equals_one_by_one(tiny):
-    engine = make_engine(TINY, str(tiny), None, GEN)
+    engine = make_engine(str(tiny), None, GEN)
     prompts = [r["prompt"] for r in records(6)][:3] + ["**api_description**:x\n"]
     batched = engine(prompts, 0)
     single = [engine([p], 0)[0] for p in prompts]
     assert batched == single and len(batched) == 4
 
 
+def test_greedy_answers_do_not_depend_on_the_token_budget(tmp_path, tiny):
+    """Each prompt's answer is capped by its own length (max_total_tokens), whichever prompts share
+    its batch: in one batch and each alone (token budget 1), the answers are the same."""
+    prompts = tmp_path / "p.jsonl"
+    write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": "x " * (6 * i) + r["prompt"]}
+                          for i, r in enumerate(records(4))])
+    engine = make_engine(str(tiny), None, GEN)
+    longest = max(n for n, _ in engine.sizes([r["prompt"] for r in read_jsonl(prompts)]))
+    engine.gen = replace(GEN, max_new_tokens=16, max_total_tokens=longest + 4)  # budgets from 4 up to 16
+    caps = [cap for _, cap in engine.sizes([r["prompt"] for r in read_jsonl(prompts)])]
+    assert min(caps) == 4 and max(caps) == 16
+    answers = {}
+    for budget, batches in ((None, 1), (1, 4)):
+        stats = generate_file(str(prompts), str(tmp_path / f"{budget}.jsonl"), engine, 4, 0, batch_tokens=budget)
+        assert stats["batches"] == batches
+        answers[budget] = [r["output"] for r in read_jsonl(tmp_path / f"{budget}.jsonl")]
+    assert answers[None] == answers[1] and len(set(map(len, answers[1]))) > 1  # the same, of several lengths
+
+
 def test_generation_resumes_from_partial_file(tmp_path):
     prompts = tmp_path / "p.jsonl"
     write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}", "lang": "curl"} for i in range(5)])
     out = str(tmp_path / "g.jsonl")
-    write_jsonl(out + ".partial", [{"unique_id": "u1", "lang": "curl", "output": "old"}])
+    write_jsonl(out + ".partial", [{"unique_id": f"u{i}", "lang": "curl", "output": "old"} for i in range(3)])
     seen = []
 
     def engine(batch, seed):
         seen.extend(batch)
         return [f"out {p}" for p in batch]
 
+    # batches of 2 (equal lengths: in file order): u0 u1 finished, u2 u3 generated again whole, u4
     stats = generate_file(str(prompts), out, engine, 2, 0)
-    assert stats["items"] == 4 and sorted(seen) == ["P0", "P2", "P3", "P4"]
+    assert stats["items"] == 3 and stats["batches"] == 2 and seen == ["P2", "P3", "P4"]
     rows = read_jsonl(out)
     assert [r["unique_id"] for r in rows] == [f"u{i}" for i in range(5)]
-    assert rows[1]["output"] == "old" and not Path(out + ".partial").exists()
+    assert [r["output"] for r in rows] == ["old", "old", "out P2", "out P3", "out P4"]
+    assert not Path(out + ".partial").exists()
 
 
 GENERATE = """
@@ -310,7 +330,7 @@ import json, sys
 from apipack.generate import generate_file, make_engine
 from apipack.settings import GenerationSettings
 prompts, out, base, gen = sys.argv[1:5]
-generate_file(prompts, out, make_engine({"source": "tiny"}, base, None, GenerationSettings.of(json.loads(gen))), 1, 0)
+generate_file(prompts, out, make_engine(base, None, GenerationSettings.of(json.loads(gen))), 1, 0)
 """
 
 
@@ -354,7 +374,7 @@ def test_partial_items_of_another_run_are_not_reused(tmp_path):
         write_jsonl(out + ".partial", old)
         if stamp:
             Path(out + ".partial.key").write_text(stamp)
-        generate_file(str(prompts), out, engine, 2, 0, key="run-b")
+        generate_file(str(prompts), out, engine, 1, 0, key="run-b")
         assert read_jsonl(out)[0]["output"] == expected, stamp
         assert not Path(out + ".partial.key").exists()
 
@@ -365,7 +385,7 @@ def test_torn_partial_line_is_redone(tmp_path):
     out = str(tmp_path / "g.jsonl")
     Path(out + ".partial").write_text('{"unique_id": "u0", "lang": "curl", "output": "old"}\n{"unique_id": "u1", "la')
     seen = []
-    generate_file(str(prompts), out, lambda b, s: seen.extend(b) or [f"new {p}" for p in b], 2, 0)
+    generate_file(str(prompts), out, lambda b, s: seen.extend(b) or [f"new {p}" for p in b], 1, 0)
     assert sorted(seen) == ["P1", "P2"]
     assert [r["output"] for r in read_jsonl(out)] == ["old", "new P1", "new P2"]
 
@@ -382,7 +402,7 @@ def test_openai_model_against_local_server(tmp_path, monkeypatch):
         monkeypatch.setenv("APIPACK_TEST_KEY", "sk-secret-123")
         prompts = tmp_path / "p.jsonl"
         write_jsonl(prompts, [{"unique_id": f"u{i}", "prompt": f"P{i}"} for i in range(3)])
-        generate_file(str(prompts), str(tmp_path / "g.jsonl"), make_engine(spec, None, None, GEN), 2, 0)
+        generate_file(str(prompts), str(tmp_path / "g.jsonl"), OpenAIEngine(spec, GEN.max_new_tokens, 0.0), 2, 0)
         rows = read_jsonl(tmp_path / "g.jsonl")
         assert [r["output"] for r in rows] == [f"echo:P{i}\n**lang**:cURL" for i in range(3)]
         assert [auth for _, auth in seen] == ["Bearer sk-secret-123"] * 3
@@ -443,7 +463,7 @@ def test_full_finetuned_model_generates_without_adapter(tmp_path, tiny):
     train(tmp_path, tiny, replace(FT, method="full", max_steps=2))
     full = tmp_path / "run" / "model"
     assert not (full / "adapter_config.json").exists()
-    engine = make_engine(TINY, str(tiny), str(full), GEN)
+    engine = make_engine(str(tiny), str(full), GEN)
     from apipack.models import load_causal_lm
 
     weights = load_causal_lm(full).state_dict()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from apipack.files import read_jsonl, write_jsonl
-from apipack.generate import TOP_K, TOP_P, cell_key, generate_cell, make_engine
+from apipack.generate import TOP_K, TOP_P, LocalEngine, cell_key, generate_cell, make_engine, plan_batches
 from apipack.models import build_tiny, load_causal_lm, load_tokenizer, token_ids
 from apipack.prompts import Truncator, zero_shot
 from apipack.settings import GenerationSettings, ModelSource
@@ -26,7 +26,7 @@ from conftest import ROOT, make_instance, random_lora
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 TINY = {"source": "tiny"}
-# The longest prompts are cut (max_prompt_tokens) and their batch's answers capped (max_total_tokens).
+# The longest prompts are cut (max_prompt_tokens) and their answers capped (max_total_tokens).
 GEN = GenerationSettings(engine="vllm", batch_size=2, max_new_tokens=24, max_prompt_tokens=52, max_total_tokens=68,
                          do_sample=False, temperature=None, dtype="float32", trust_remote_code=False)
 SAMPLE = replace(GEN, do_sample=True, temperature=0.7)
@@ -114,7 +114,7 @@ def run_hf(work: dict, name: str, tuned: str, gen: GenerationSettings, seed: int
         mp.setattr(LlamaForCausalLM, "generate", recorded)
         mp.setattr(torch, "manual_seed", lambda s: seeds.append(s) or manual_seed(s))
         out = work["tmp"] / f"{name}.hf.jsonl"
-        generate_cell(str(work["prompts"]), str(out), ModelSource.of(TINY), {}, models_of(work, tuned),
+        generate_cell(str(work["prompts"]), str(out), ModelSource.of(TINY), models_of(work, tuned),
                       replace(gen, engine="hf"), seed, 0)
     return read_jsonl(out)
 
@@ -157,23 +157,28 @@ def test_full_model_and_adapter_change_the_answers(greedy):
 
 
 def test_both_engines_receive_the_same_sampling_values(sampled, work):
-    """Per batch: prompt ids (BOS, cut on the left), temperature, top-k, top-p, seed and token budget
-    (capped by max_total_tokens from the batch's longest prompt); both stop at EOS only (the answer
-    is cut at its **lang** line afterwards)."""
+    """Per batch, the same prompts; per prompt: its ids (BOS, cut on the left), temperature, top-k,
+    top-p, seed and its own token budget (capped by max_total_tokens from its own length, as the
+    reference's max_length); both stop at EOS only (the answer is cut at its **lang** line afterwards)."""
     vllm, hf = sampled["params"], sampled["hf_params"]
     assert len(vllm) == len(hf) == 3
     tok = load_tokenizer(work["base"])
     for v, h in zip(vllm, hf):
         mask = h["attention_mask"].bool()
-        assert v["prompt_token_ids"] == [row[m].tolist() for row, m in zip(h["input_ids"], mask)]
-        assert (v["temperature"], v["top_k"], v["top_p"], v["seed"], v["max_tokens"]) == (
-            h["temperature"], h["top_k"], h["top_p"], h["seed"], h["max_new_tokens"]) == (0.7, TOP_K, TOP_P, 7,
-                                                                                          v["max_tokens"])
-        assert h["do_sample"] and v["stop"] == [] and not v["ignore_eos"]
+        ids = [row[m].tolist() for row, m in zip(h["input_ids"], mask)]
+        assert v["prompt_token_ids"] == ids
+        caps = h["stopping_criteria"][0].caps  # HF: one budget per sequence, in its stopping criterion
+        assert v["max_tokens"] == caps == [min(GEN.max_new_tokens, GEN.max_total_tokens - len(x)) for x in ids]
+        assert h["max_new_tokens"] == max(caps)
+        for name in ("temperature", "top_k", "top_p", "seed"):
+            assert v[name] == [h[name]] * len(ids), name
+        assert (h["temperature"], h["top_k"], h["top_p"], h["seed"]) == (0.7, TOP_K, TOP_P, 7)
+        assert h["do_sample"] and v["stop"] == [[]] * len(ids) and not any(v["ignore_eos"])
+    budgets = [b for v in vllm for b in v["max_tokens"]]
     longest = max(len(x) for v in vllm for x in v["prompt_token_ids"])
     assert longest == GEN.max_prompt_tokens  # the longest prompts are cut ...
-    assert min(v["max_tokens"] for v in vllm) == GEN.max_total_tokens - longest < GEN.max_new_tokens  # ... capped
-    assert max(v["max_tokens"] for v in vllm) == GEN.max_new_tokens
+    assert min(budgets) == GEN.max_total_tokens - longest < GEN.max_new_tokens  # ... and their answers capped
+    assert max(budgets) == GEN.max_new_tokens
     full = token_ids(tok, [r["prompt"] for r in read_jsonl(work["prompts"])])
     assert max(map(len, full)) > GEN.max_prompt_tokens
 
@@ -185,9 +190,10 @@ def test_sampling_is_seeded_and_resumes_from_a_partial_file(vllm_python, work, s
     rows = sampled["rows"]
     assert outputs(rows) != outputs(greedy["adapter"][0])  # sampled, not greedy
     out = work["tmp"] / "resumed.jsonl"
-    first = sorted(rows, key=lambda r: -len(next(p["prompt"] for p in read_jsonl(work["prompts"])
-                                                 if p["unique_id"] == r["unique_id"])))[:2]
-    write_jsonl(str(out) + ".partial", first)
+    prompts, answers = read_jsonl(work["prompts"]), {r["unique_id"]: r for r in rows}
+    sizes = LocalEngine(str(work["base"]), None, SAMPLE).sizes([p["prompt"] for p in prompts])
+    first = plan_batches(sizes, SAMPLE.batch_size, SAMPLE.batch_tokens)[0]
+    write_jsonl(str(out) + ".partial", [answers[prompts[i]["unique_id"]] for i in first])
     key = cell_key(str(work["prompts"]), ModelSource.of(TINY), models_of(work, "adapter"), SAMPLE, 7)
     Path(str(out) + ".partial.key").write_text(key + "\n")
     again, log = run_rule(vllm_python, work, "resumed", "adapter", SAMPLE, 7)
@@ -210,8 +216,8 @@ def test_tensor_parallelism_over_gpus_is_asked_of_vllm(work, monkeypatch):
     vllm.LLM = FakeLLM
     monkeypatch.setitem(sys.modules, "vllm", vllm)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # the engine's VLLM_* defaults stay in this test
-    make_engine(TINY, str(work["base"]), None, GEN, 4)
+    make_engine(str(work["base"]), None, GEN, 4)
     assert FakeLLM.last.kwargs["tensor_parallel_size"] == 4 and not FakeLLM.last.kwargs["enforce_eager"]
-    make_engine(TINY, str(work["base"]), None, GEN, 0)  # the CPU build: one process, no graph capture
+    make_engine(str(work["base"]), None, GEN, 0)  # the CPU build: one process, no graph capture
     kw = FakeLLM.last.kwargs
     assert kw["tensor_parallel_size"] == 1 and kw["enforce_eager"] and kw["distributed_executor_backend"] == "uni"

@@ -26,7 +26,8 @@ def record_generate(path: str) -> None:
 
     def generate(self, prompts, params, **kwargs):
         fields = ("temperature", "top_k", "top_p", "seed", "max_tokens", "stop", "ignore_eos")
-        rec = {"prompt_token_ids": [p["prompt_token_ids"] for p in prompts], **{f: getattr(params, f) for f in fields}}
+        per_prompt = {f: [getattr(p, f) for p in params] for f in fields}  # one SamplingParams per prompt
+        rec = {"prompt_token_ids": [p["prompt_token_ids"] for p in prompts], **per_prompt}
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(rec) + "\n")
         return run(self, prompts, params, **kwargs)

@@ -1,9 +1,11 @@
 """Generation engines: batched HF ``generate`` (default), vLLM, or an OpenAI-compatible server.
 
-Greedy by default; sampling (the paper's temperature 0.7) is seeded. Items are appended to an
-undeclared ``.partial`` file as batches finish, so an interrupted run resumes where it stopped;
-the declared output is written at the end, atomically. Generation of an item stops as soon as
-its answer is complete: after the ``**lang**:`` line.
+Greedy by default; sampling (the paper's temperature 0.7) is seeded. Batches are planned once per
+cell (``plan_batches``: longest prompts first, at most ``batch_size`` prompts and, for local models,
+``batch_tokens`` padded tokens), so the same items share a batch in every run. Items are appended
+to an undeclared ``.partial`` file as batches finish, so an interrupted run resumes where it
+stopped; the declared output is written at the end, atomically. Generation of an item stops as
+soon as its answer is complete (after the ``**lang**:`` line) or its own token budget is spent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .files import dumps, fingerprint, read_jsonl, reset_unless_stamped, write_jsonl
-from .settings import GenerationSettings, ModelSource
+from .settings import ApiRequest, GenerationSettings, ModelSource
 
 ANSWER_END = "**lang**:"
 
@@ -39,16 +41,20 @@ def trim_answer(text: str) -> str:
 
 
 class AnswerComplete:
-    """A StoppingCriteria: per sequence, stop when its answer is complete."""
+    """A StoppingCriteria: per sequence, stop when its answer is complete or its own token budget
+    (``caps``, one per sequence) is spent."""
 
-    def __init__(self, tok, prompt_len: int):
-        self.tok, self.prompt_len = tok, prompt_len
+    def __init__(self, tok, prompt_len: int, caps: Sequence[int]):
+        self.tok, self.prompt_len, self.caps = tok, prompt_len, list(caps)
 
     def __call__(self, input_ids, scores, **kwargs):
         import torch
 
-        texts = self.tok.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
-        return torch.tensor([complete_answer(t) for t in texts], device=input_ids.device)
+        new = input_ids[:, self.prompt_len :]
+        texts = self.tok.batch_decode(new, skip_special_tokens=True)
+        spent = new.shape[1]
+        done = [complete_answer(t) or spent >= cap for t, cap in zip(texts, self.caps)]
+        return torch.tensor(done, device=input_ids.device)
 
 
 TOP_K, TOP_P = 50, 1.0  # sampling's nucleus: transformers' generate defaults, as the reference samples
@@ -56,7 +62,7 @@ TOP_K, TOP_P = 50, 1.0  # sampling's nucleus: transformers' generate defaults, a
 
 @dataclass(frozen=True)
 class Sampling:
-    """What both local engines are asked for one batch, each in its own terms (greedy: no
+    """What both local engines are asked for one prompt, each in its own terms (greedy: no
     temperature, top-k, top-p). Both stop at EOS; the answer is then cut by ``trim_answer``."""
 
     temperature: float | None
@@ -66,15 +72,16 @@ class Sampling:
     max_new_tokens: int
 
     @classmethod
-    def of(cls, gen: GenerationSettings, seed: int, longest_prompt: int) -> Sampling:
-        """The batch's values: its token budget from its longest prompt (``new_token_budget``)."""
+    def of(cls, gen: GenerationSettings, seed: int, prompt_tokens: int) -> Sampling:
+        """The prompt's values: its token budget from its own length (``new_token_budget``), as the
+        reference's ``max_length`` gives each prompt (batch size 1), whichever batch it is in."""
         sample = gen.do_sample
         return cls(
             temperature=gen.temperature if sample else None,
             top_k=TOP_K if sample else None,
             top_p=TOP_P if sample else None,
             seed=seed,
-            max_new_tokens=new_token_budget(gen, longest_prompt),
+            max_new_tokens=new_token_budget(gen, prompt_tokens),
         )
 
 
@@ -95,6 +102,15 @@ class LocalEngine:
 
         keep = self.gen.max_prompt_tokens - len(self.prefix)
         return [self.prefix + t[-keep:] for t in token_ids(self.tok, list(prompts))]
+
+    def sizes(self, prompts: Sequence[str]) -> list[tuple[int, int]]:
+        """Per prompt: its tokens as generated from, and its new-token budget."""
+        return [(len(x), new_token_budget(self.gen, len(x))) for x in self.prompt_ids(prompts)]
+
+    def requests(self, prompts: Sequence[str], seed: int) -> tuple[list[list[int]], list[Sampling]]:
+        """The prompt ids and, per prompt, what it is sampled with."""
+        ids = self.prompt_ids(prompts)
+        return ids, [Sampling.of(self.gen, seed, len(x)) for x in ids]
 
 
 class HFEngine(LocalEngine):
@@ -119,28 +135,32 @@ class HFEngine(LocalEngine):
 
     def encode(self, prompts: Sequence[str]):
         """``prompt_ids`` left-padded into one batch."""
-        return self.tok.pad({"input_ids": self.prompt_ids(prompts)}, padding=True, return_tensors="pt")
+        return self.pad(self.prompt_ids(prompts))
+
+    def pad(self, ids: list[list[int]]):
+        return self.tok.pad({"input_ids": ids}, padding=True, return_tensors="pt")
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         import torch
         from transformers import StoppingCriteriaList
 
-        batch = self.encode(prompts).to(self.device)
+        ids, samplings = self.requests(prompts, seed)
+        s, caps = samplings[0], [x.max_new_tokens for x in samplings]  # all alike but the budget
+        batch = self.pad(ids).to(self.device)
         n = batch["input_ids"].shape[1]
-        s = Sampling.of(self.gen, seed, n)
         torch.manual_seed(s.seed)
         with torch.no_grad():
             out = self.model.generate(
                 **batch,
-                max_new_tokens=s.max_new_tokens,
+                max_new_tokens=max(caps),
                 do_sample=s.temperature is not None,
                 temperature=s.temperature,
                 top_p=s.top_p,
                 top_k=s.top_k,
                 pad_token_id=self.tok.pad_token_id,
-                stopping_criteria=StoppingCriteriaList([AnswerComplete(self.tok, n)]),
+                stopping_criteria=StoppingCriteriaList([AnswerComplete(self.tok, n, caps)]),
             )
-        return self.tok.batch_decode(out[:, n:], skip_special_tokens=True)
+        return self.tok.batch_decode([row[n : n + cap] for row, cap in zip(out, caps)], skip_special_tokens=True)
 
 
 def new_token_budget(gen: GenerationSettings, prompt_tokens: int) -> int:
@@ -206,19 +226,24 @@ class VLLMEngine(LocalEngine):
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
         from vllm.lora.request import LoRARequest
 
-        ids = self.prompt_ids(prompts)
-        params = self.params(Sampling.of(self.gen, seed, max(map(len, ids))))
+        ids, samplings = self.requests(prompts, seed)
+        params = [self.params(s) for s in samplings]
         lora = LoRARequest("adapter", 1, self.adapter) if self.adapter else None
         requests = [{"prompt_token_ids": x} for x in ids]
         outs = self.llm.generate(requests, params, lora_request=lora, use_tqdm=False)
         return self.tok.batch_decode([o.outputs[0].token_ids for o in outs], skip_special_tokens=True)
 
 
+class UnknownModel(RuntimeError):
+    """The server answered 404: it does not know the model (or the base_url is not its API)."""
+
+
 class OpenAIEngine:
     """Chat completions from an OpenAI-compatible server, for a model entry with source
-    ``openai`` (base_url, api_model, api_key_env). The key comes from the environment only.
-    Up to ``max_concurrency`` requests are in flight; the client retries failed requests
-    (connection errors, 408/409/429/5xx) ``retries`` times with exponential backoff."""
+    ``openai`` (base_url, api_model, api_key_env; ``name``: the entry, for messages). The key
+    comes from the environment only. Up to ``max_concurrency`` requests are in flight; the client
+    retries failed requests (connection errors, 408/409/429/5xx) ``retries`` times with
+    exponential backoff. Any other failure stops the batch at once: no request is sent after it."""
 
     def __init__(self, spec: dict, max_new_tokens: int, temperature: float):
         from openai import OpenAI
@@ -229,34 +254,44 @@ class OpenAIEngine:
         self.client = OpenAI(
             base_url=spec["base_url"], api_key=key or "none", max_retries=spec.get("retries", 5)
         )
-        self.model = spec["api_model"]
+        self.model, self.url, self.name = spec["api_model"], spec["base_url"], spec.get("name", "")
         self.workers = spec.get("max_concurrency", 8)
         self.max_new_tokens, self.temperature = max_new_tokens, temperature  # 0.0: greedy
 
     def complete(self, prompt: str, seed: int) -> str:
-        resp = self.client.chat.completions.create(
-            model=self.model,
-            messages=[{"role": "user", "content": prompt}],
-            max_tokens=self.max_new_tokens,
-            temperature=self.temperature,
-            seed=seed,
-        )
+        from openai import NotFoundError
+
+        try:
+            resp = self.client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                max_tokens=self.max_new_tokens,
+                temperature=self.temperature,
+                seed=seed,
+            )
+        except NotFoundError as e:
+            entry = f"models.{self.name}: " if self.name else ""
+            raise UnknownModel(
+                f"{entry}the server {self.url} does not know the API model {self.model!r} (HTTP 404: {e.message}). "
+                "Providers retire dated models: set api_model to a current one (configs/paper.yaml), "
+                "or check base_url"
+            ) from None
         return resp.choices[0].message.content or ""
 
     def __call__(self, prompts: Sequence[str], seed: int) -> list[str]:
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(lambda p: self.complete(p, seed), prompts))
+        pool = ThreadPoolExecutor(max_workers=self.workers)
+        futures = [pool.submit(self.complete, p, seed) for p in prompts]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        pool.shutdown(cancel_futures=True)  # after a failure, the requests not yet sent are dropped
+        # requests start in order, so a failed one comes before any dropped one
+        return [f.result() for f in futures]
 
 
-def make_engine(
-    spec: dict, base: str | None, finetuned: str | None, gen: GenerationSettings, gpus: int = 0
-) -> Callable:
-    """The engine of a model entry: its API for source ``openai``, else ``generation.engine``
-    on the base model, with the fine-tuned adapter or full model if there is one."""
-    if spec["source"] == "openai":
-        return OpenAIEngine(spec, gen.max_new_tokens, gen.temperature if gen.do_sample else 0.0)
+def make_engine(base: str, finetuned: str | None, gen: GenerationSettings, gpus: int = 0) -> Callable:
+    """``generation.engine`` on a local base model, with the fine-tuned adapter or full model if
+    there is one (API models: ``OpenAIEngine``)."""
     if gen.engine == "hf":
         return HFEngine(base, finetuned, gen)
     if gen.engine == "vllm":
@@ -296,6 +331,34 @@ def read_partial(path: Path, key: str | None = None) -> list[dict]:
     return rows
 
 
+def plan_batches(sizes: Sequence[tuple[int, int]], batch_size: int, batch_tokens: int | None = None) -> list[list[int]]:
+    """Indices of the items, in batches: longest prompt first (ties in file order), so that a
+    batch wastes little padding; at most ``batch_size`` items, and at most ``batch_tokens`` padded
+    tokens (items x (longest prompt + largest new-token budget): the KV cache the batch can grow
+    to). ``sizes``: (prompt tokens, new-token budget) per item. An item over the budget alone
+    is a batch of its own. The same sizes give the same batches."""
+
+    def fits(batch: list[int]) -> bool:
+        padded = len(batch) * (max(sizes[j][0] for j in batch) + max(sizes[j][1] for j in batch))
+        return len(batch) <= batch_size and (batch_tokens is None or padded <= batch_tokens)
+
+    batches: list[list[int]] = []
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i][0]):
+        if batches and fits([*batches[-1], i]):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def prompt_sizes(engine: Callable, prompts: Sequence[str]) -> list[tuple[int, int]]:
+    """(prompt tokens, new-token budget) per prompt for a local engine; for others (an API)
+    the prompt's characters and no budget."""
+    if isinstance(engine, LocalEngine):
+        return engine.sizes(prompts)
+    return [(len(p), 0) for p in prompts]
+
+
 def generate_file(
     prompts_file: str,
     out: str,
@@ -303,21 +366,21 @@ def generate_file(
     batch_size: int,
     seed: int,
     key: str | None = None,
+    batch_tokens: int | None = None,
 ) -> dict:
-    """Generate for every prompt row, resuming from ``{out}.partial`` (if its ``key``, the
-    run's fingerprint, matches); returns timing stats."""
+    """Generate for every prompt row in the batches of ``plan_batches``, resuming from
+    ``{out}.partial`` (if its ``key``, the run's fingerprint, matches): a batch with an item
+    missing there is generated whole again, so its items keep their batch. Returns timing stats."""
     rows = read_jsonl(prompts_file)
     partial = Path(out + ".partial")
     done = {r["unique_id"]: r for r in read_partial(partial, key)}
-    todo = [r for r in rows if r["unique_id"] not in done]
-    # Longest prompts first: batches of similar length waste less padding.
-    todo.sort(key=lambda r: -len(r["prompt"]))
+    plan = plan_batches(prompt_sizes(engine, [r["prompt"] for r in rows]), batch_size, batch_tokens)
+    todo = [[rows[i] for i in b] for b in plan if any(rows[i]["unique_id"] not in done for i in b)]
     start = time.time()
     with open(partial, "a", encoding="utf-8") as fh, tqdm(
-        total=len(rows), initial=len(done), desc=Path(out).name, mininterval=5
+        total=len(rows), initial=len(rows) - sum(map(len, todo)), desc=Path(out).name, mininterval=5
     ) as bar:
-        for i in range(0, len(todo), batch_size):
-            batch = todo[i : i + batch_size]
+        for batch in todo:
             texts = engine([r["prompt"] for r in batch], seed)
             for row, text in zip(batch, texts):
                 rec = {k: v for k, v in row.items() if k != "prompt"}
@@ -330,25 +393,24 @@ def generate_file(
     partial.unlink()
     _stamp(partial).unlink(missing_ok=True)
     seconds = time.time() - start
-    return {"items": len(todo), "seconds": seconds}
+    return {"items": sum(map(len, todo)), "batches": len(todo), "seconds": seconds}
 
 
 def generate_cell(
     prompts_file: str,
     out: str,
     model: ModelSource,
-    server: dict,
-    models: tuple[str | None, str | None],
+    models: tuple[str, str | None],
     gen: GenerationSettings,
     seed: int,
     gpus: int,
 ) -> dict:
-    """Answers of a model (``model``: what its answers depend on; ``server``: how an API model is
-    reached, ``settings.connection``; ``models``: its base and fine-tuned folders, if any) to one
-    cell's prompts with one seed, resumable (the partial file's key: ``cell_key``)."""
+    """Answers of a local model (``model``: what its answers depend on; ``models``: its base and
+    fine-tuned folders) to one cell's prompts with one seed, resumable (the partial file's key:
+    ``cell_key``)."""
     key = cell_key(prompts_file, model, models, gen, seed)
-    engine = make_engine({**model.param(), **server}, *models, gen, gpus)
-    return generate_file(prompts_file, out, engine, gen.batch_size, seed, key)
+    engine = make_engine(*models, gen, gpus)
+    return generate_file(prompts_file, out, engine, gen.batch_size, seed, key, gen.batch_tokens)
 
 
 def cell_key(
@@ -358,3 +420,20 @@ def cell_key(
     changes the answers (the key of its partial file)."""
     answers = {**gen.param(), "model": model.param(), "seed": seed}
     return fingerprint(answers, [prompts_file, *(path for path in models if path)])
+
+
+def generate_api_cell(
+    prompts_file: str, out: str, model: ModelSource, server: dict, request: ApiRequest, seed: int, name: str
+) -> dict:
+    """Answers of an API model (``model``: source, base_url, api_model; ``server``: how it is
+    reached, ``settings.connection``; ``name``: its entry) to one cell's prompts with one seed,
+    resumable. Its key holds only what is sent: the prompts, the model, the request and the seed."""
+    key = api_cell_key(prompts_file, model, request, seed)
+    engine = OpenAIEngine({**model.param(), **server, "name": name}, request.max_tokens, request.temperature)
+    # batches: how often the partial file is written, and the requests kept in flight
+    return generate_file(prompts_file, out, engine, 4 * engine.workers, seed, key)
+
+
+def api_cell_key(prompts_file: str, model: ModelSource, request: ApiRequest, seed: int) -> str:
+    """The fingerprint of an API cell's answers: the prompts and everything sent with them."""
+    return fingerprint({"request": request.param(), "model": model.param(), "seed": seed}, [prompts_file])

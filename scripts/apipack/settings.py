@@ -170,8 +170,9 @@ class RetrievalSettings(Settings):
 @dataclass(frozen=True)
 class GenerationSettings(Settings):
     """What generated answers depend on besides the prompts, model and seed (not the seeds of
-    other jobs, nor the GPU count). The batch size stays: batches are left-padded to their
-    longest prompt, and padding changes the floating-point sums, so a greedy answer may change."""
+    other jobs, nor the GPU count). Batch size and token budget stay: batches are left-padded to
+    their longest prompt, and padding changes the floating-point sums, so a greedy answer may change.
+    Only local models; an API model's answers depend on ``ApiRequest``."""
 
     engine: str
     batch_size: int
@@ -182,6 +183,7 @@ class GenerationSettings(Settings):
     temperature: float | None
     dtype: str
     trust_remote_code: bool
+    batch_tokens: int | None = None  # last, and left out of param() when None (no bound)
 
     @classmethod
     def from_config(cls, config: dict, trust_remote_code: bool = False) -> GenerationSettings:
@@ -191,6 +193,25 @@ class GenerationSettings(Settings):
             temperature=gen["temperature"] if gen["do_sample"] else None,
             trust_remote_code=trust_remote_code,
         )
+
+    def param(self) -> dict[str, Any]:
+        """Without an unset token budget: the params of a study that sets none stay as they were."""
+        param = asdict(self)
+        return param if self.batch_tokens is not None else {k: v for k, v in param.items() if k != "batch_tokens"}
+
+
+@dataclass(frozen=True)
+class ApiRequest(Settings):
+    """What an API model is sent besides the prompt, the model (ModelSource) and the seed: its
+    answers depend on these alone, not on the local engine, batches, precision or prompt cap."""
+
+    max_tokens: int
+    temperature: float  # 0.0: greedy
+
+    @classmethod
+    def from_config(cls, config: dict) -> ApiRequest:
+        gen = config["generation"]
+        return cls(max_tokens=gen["max_new_tokens"], temperature=gen["temperature"] if gen["do_sample"] else 0.0)
 
 
 # How an API model is reached: no part of its answers.
