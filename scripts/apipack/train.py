@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .files import atomic_open, fingerprint, reset_unless_stamped
+from .measure import write_timing
 from .models import bos_prefix, load_causal_lm, load_tokenizer, token_ids
 from .settings import RunSettings, TrainSettings
 
@@ -322,7 +323,9 @@ def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSetting
             claim_checkpoints(ckpt_dir, fingerprint(ft.param(), [train_file, base]))
     last = latest_checkpoint(ckpt_dir)
     tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
+    load = time.time()
     model = build_model(base, ft, job.gradient_checkpointing)
+    load = time.time() - load
     args = training_args(ft, job, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
     trainer = arrow_trainer()(
@@ -340,9 +343,12 @@ def run(train_file: str, base: str, out: str, ft: TrainSettings, job: RunSetting
     start = time.time()
     trainer.train(resume_from_checkpoint=last)
     print(f"trained on {world_size} process(es); saving to {out}", flush=True)
+    save = time.time()
     save_final(trainer, tok, Path(out))
+    save = time.time() - save
     if trainer.is_world_process_zero():
         write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
+        write_timing(Path(log_csv).with_suffix(".timing.json"), world_size, load, save)
 
 
 def claim_checkpoints(folder: Path, key: str) -> None:
