@@ -1,55 +1,6 @@
 # The preflight (docs/preflight.md): measured figures of the first fine-tuning experiment on this
 # machine and the projected cost of the grid in preflight.grid. Target: `preflight` (Snakefile).
-import yaml
-
-from apipack.projection import preflight_job  # noqa: E402
-
-PREFLIGHT = config["preflight"]
-PREFLIGHT_TIMED = PREFLIGHT["engines"] + PREFLIGHT["api_models"]
-
-
-def preflight_prompts(wildcards):
-    """Test prompt files of the preflight model's cells."""
-    job = preflight_job(config)
-    return sorted(
-        {
-            f"results/prompts/test/{c['lang']}/L{c['level']}_{c['mode']}.jsonl"
-            for c in CELLS
-            if (c["model"], c["train_set"]) == job
-        }
-    )
-
-
-def preflight_models(wildcards):
-    """Base and fine-tuned folders of the preflight model (none for an API model)."""
-    if wildcards.engine not in ("hf", "vllm"):
-        return {}
-    model, train_set = preflight_job(config)
-    return {
-        "base": f"results/models/base/{model}",
-        "finetuned": f"results/models/ft/{model}/{train_set}",
-    }
-
-
-def preflight_training(wildcards):
-    """The preflight job's loss curve (with its timing file beside it) and fine-tuned model."""
-    model, train_set = preflight_job(config)
-    return {
-        "curve": f"results/train_logs/{model}/{train_set}.csv",
-        "model": f"results/models/ft/{model}/{train_set}",
-    }
-
-
-def preflight_benchmark(wildcards):
-    """The Snakemake benchmark file of the preflight's training job (wall time, peak RSS)."""
-    return "logs/benchmarks/finetune/{}/{}.tsv".format(*preflight_job(config))
-
-
-def preflight_grid(wildcards):
-    """The grid config with the schema's defaults, as a run of it holds it."""
-    grid = yaml.safe_load(Path(PREFLIGHT["grid"]).read_text())
-    validate(grid, str(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
-    return grid
+# Its helpers are in rules/common.smk.
 
 
 rule peak_flops:

@@ -113,7 +113,7 @@ def rehearsal(tmp_path_factory):
         assert "LockException" in locked or "cannot be locked" in locked.lower()
         run_in(root, "--unlock", *args)  # README: after a kill, --unlock, then the same command
         start = time.time()
-        run_in(root, "preflight", "--cores", "2", *args)  # the whole run and the preflight report
+        run_in(root, "--cores", "2", *args)
         seconds = time.time() - start
         run_in(root, "--report", "results/report.html", *args)
     return root, seen, seconds, args
@@ -175,6 +175,10 @@ def test_rehearsal_preflight_report_measures_and_projects(rehearsal):
     """The preflight report of the rehearsal run (2 processes, resumed after kill -9): each measured
     figure from its sources, and the projection of configs/paper.yaml's 15 training jobs."""
     root = rehearsal[0]
+    with chat_server(lambda body: API_REPLY) as (url, _):
+        api = root / "api_server_preflight.yaml"
+        api.write_text(f"models: {{gpt-4-1106: {{base_url: '{url}'}}}}\n")
+        run_in(root, "results/preflight/report.md", "--cores", "2", *configs(api))
     rep = json.loads((root / "results/preflight/report.json").read_text())
     measured, projected = rep["measured"], rep["projected"]
     train = measured["training"]

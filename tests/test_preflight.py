@@ -8,6 +8,7 @@ import math
 import pytest
 from datasets import Dataset
 
+from apipack.config import ConfigError, check_references
 from apipack.cost import Hardware, TrainJob, llama_shape, mfu, train_cost
 from apipack.preflight import merged_config
 from apipack.projection import preflight_job, projection, published
@@ -120,7 +121,7 @@ def test_grid_projection_by_hand(tmp_path):
         sum(j["disk_bytes"] for j in jobs.values()) + PARAMS * 2 + published()["download_bytes"])
 
 
-def test_preflight_config_keeps_the_papers_gpu_paths():
+def test_preflight_config_keeps_the_papers_gpu_paths_and_is_checked():
     """configs/preflight.yaml over configs/paper.yaml: the paper's sharding, optimizer, precision,
     checkpointing and cutoff, a few dozen steps of the paper's batch, and its first job a Llama."""
     cfg = merged_config([str(ROOT / "configs/paper.yaml"), str(ROOT / "configs/preflight.yaml")])
@@ -134,5 +135,8 @@ def test_preflight_config_keeps_the_papers_gpu_paths():
     assert 24 <= steps <= 60 and ft["save_steps"] < steps  # a few dozen steps, a checkpoint mid-way
     assert cfg["models"][model]["source"] in ("smollm2_wheel", "hub") and cfg["data"]["source"] == "download"
     assert cfg["preflight"]["engines"] == ["hf", "vllm"] and cfg["generation"]["gpus"] >= 1
+    bad = schema_config({"models": {"smollm2": {"source": "smollm2_wheel"}}, "preflight": {"api_models": ["smollm2"]}})
+    with pytest.raises(ConfigError, match="preflight.api_models: 'smollm2' is not a models entry with source openai"):
+        check_references(bad)
     with pytest.raises(ValueError, match="no experiment fine-tunes"):
         preflight_job({"models": {"m": {"source": "tiny"}}, "experiments": [{"model": "m", "train_set": "base"}]})

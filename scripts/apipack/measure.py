@@ -52,7 +52,8 @@ def tokenized_set(folder: Path) -> dict | None:
     """Sequences, tokens and bytes of the tokenized training set (Arrow files) in ``folder``."""
     from datasets import Dataset
 
-    files = sorted(folder.rglob("*.arrow")) if folder.is_dir() else []
+    # a missing folder has no files; one that a killed job left half-written is skipped
+    files = sorted(f for f in folder.rglob("*.arrow") if not any(p.endswith(".incomplete") for p in f.parts))
     if not files:
         return None
     lengths = [Dataset.from_file(str(f)).data.column("length").to_pylist() for f in files]

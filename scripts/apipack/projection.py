@@ -86,18 +86,19 @@ def grid_job(model: str, train_set: str, grid: dict, results: Path, seq_tokens: 
 def projection(grid: dict, results: Path, hw: Hardware, seq_tokens: float) -> dict:
     """Training and generation GPU-hours, node-hours and disk of every job of the grid."""
     ft, gen = grid["finetune"], grid["generation"]
+    gpus, gen_gpus = max(1, ft["gpus"]), max(1, gen["gpus"])  # 0: one process on the CPU
     cells = experiment_cells(grid)
     pairs = sorted({(c["model"], c["train_set"]) for c in cells if c["train_set"] != "base"})
     shapes = {m: llama_shape(model_config(m, grid, results))
               for m in {c["model"] for c in cells} if grid["models"][m]["source"] != "openai"}
-    jobs = [train_cost(grid_job(m, t, grid, results, seq_tokens), shapes[m], hw, ft["epochs"], ft["gpus"],
+    jobs = [train_cost(grid_job(m, t, grid, results, seq_tokens), shapes[m], hw, ft["epochs"], gpus,
                        ft["nodes"], KEPT_CHECKPOINTS) for m, t in pairs]
     items = grid["evaluation"]["max_items"] * len(gen["seeds"])
     generation = []
     for model in sorted({c["model"] for c in cells}):
         n = items * sum(c["model"] == model for c in cells)
         if model in shapes:
-            generation.append({"model": model, **generation_cost(n, shapes[model].params, hw, gen["gpus"])})
+            generation.append({"model": model, **generation_cost(n, shapes[model].params, hw, gen_gpus)})
         else:
             generation.append({"model": model, "items": n, "items_per_s": None, "gpu_hours": 0.0, "api": True})
     base_bytes = {m: s.params * BASE_BYTES_PER_PARAM for m, s in shapes.items()}
@@ -110,14 +111,14 @@ def projection(grid: dict, results: Path, hw: Hardware, seq_tokens: float) -> di
         "totals": {
             **{f"train_{k}": v for k, v in train.items()},
             "generation_gpu_hours": gen_hours,
-            "generation_node_hours": gen_hours / ft["gpus"],
+            "generation_node_hours": gen_hours / gpus,
             "gpu_hours": train["gpu_hours"] + gen_hours,
-            "node_hours": train["node_hours"] + gen_hours / ft["gpus"],
+            "node_hours": train["node_hours"] + gen_hours / gpus,
             "base_model_bytes": sum(base_bytes.values()),
             "dataset_bytes": dataset,
             "disk_bytes": train["disk_bytes"] + sum(base_bytes.values()) + dataset,
         },
-        "gpus_per_node": ft["gpus"],
+        "gpus_per_node": gpus,
         "nodes": ft["nodes"],
     }
 
@@ -188,7 +189,7 @@ def markdown(rep: dict) -> str:
         f"| mean tokens per sequence T | {_num(tr['mean_sequence_tokens'])} |",
         f"| FLOPs per token F | {tr['flops_per_token']:.4g} |",
         f"| MFU | {tr['mfu']:.2%} |",
-        f"| peak memory ({tr['peak_memory_kind']}) | {_num(mem / GB, 2) if mem else 'n/a'} GB |",
+        f"| peak memory ({tr['peak_memory_kind']}) | {f'{mem / GB:,.2f} GB' if mem else 'n/a'} |",
         f"| job peak RSS (Snakemake benchmark) | {_num(tr['job_max_rss_mb'] / 1000, 2)} GB |",
         f"| model load / final save | {_num(tr['load_seconds'])} s / {_num(tr['save_seconds'])} s |",
         f"| job wall time (last run) | {_num(tr['job_seconds'])} s |",
