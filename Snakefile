@@ -23,6 +23,7 @@ include: "rules/preprocess.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/figures.smk"
+include: "rules/preflight.smk"
 
 
 rule all:
@@ -86,3 +87,10 @@ rule evaluate:
 rule figures:
     input:
         figure_targets(),
+
+
+rule preflight:
+    """The preflight report (docs/preflight.md) and everything the run's config makes."""
+    input:
+        rules.preflight_report.output,
+        rules.all.input,

@@ -2,6 +2,7 @@ import re
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
@@ -9,6 +10,7 @@ from apipack.comparisons import declared  # noqa: E402
 from apipack.config import check_references, experiment_cells, figure_families  # noqa: E402
 from apipack.languages import LANGUAGES  # noqa: E402
 from apipack.launch import finetune_command, train_resources  # noqa: E402
+from apipack.projection import preflight_job  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
 from apipack.settings import (  # noqa: E402
     ApiRequest,
@@ -268,3 +270,52 @@ def trusts_remote_code(wildcards):
 
 def score_files():
     return generation_files("scores")
+
+
+# The preflight (rules/preflight.smk)
+PREFLIGHT = config["preflight"]
+PREFLIGHT_TIMED = PREFLIGHT["engines"] + PREFLIGHT["api_models"]
+
+
+def preflight_prompts(wildcards):
+    """Test prompt files of the preflight model's cells."""
+    job = preflight_job(config)
+    return sorted(
+        {
+            f"results/prompts/test/{c['lang']}/L{c['level']}_{c['mode']}.jsonl"
+            for c in CELLS
+            if (c["model"], c["train_set"]) == job
+        }
+    )
+
+
+def preflight_models(wildcards):
+    """Base and fine-tuned folders of the preflight model (none for an API model)."""
+    if wildcards.engine not in ("hf", "vllm"):
+        return {}
+    model, train_set = preflight_job(config)
+    return {
+        "base": f"results/models/base/{model}",
+        "finetuned": f"results/models/ft/{model}/{train_set}",
+    }
+
+
+def preflight_training(wildcards):
+    """The preflight job's loss curve (with its timing file beside it) and fine-tuned model."""
+    model, train_set = preflight_job(config)
+    return {
+        "curve": f"results/train_logs/{model}/{train_set}.csv",
+        "model": f"results/models/ft/{model}/{train_set}",
+    }
+
+
+def preflight_benchmark(wildcards):
+    """The Snakemake benchmark file of the preflight's training job (wall time, peak RSS)."""
+    return "logs/benchmarks/finetune/{}/{}.tsv".format(*preflight_job(config))
+
+
+def preflight_grid(wildcards):
+    """The grid config with the schema's defaults, as a run of it holds it."""
+    grid = yaml.safe_load(Path(PREFLIGHT["grid"]).read_text())
+    validate(grid, str(Path(workflow.basedir) / "schemas" / "config.schema.yaml"))
+    return grid

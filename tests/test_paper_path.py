@@ -9,10 +9,9 @@ The workflow runs in a copy of the checkout (tracked and untracked files, no res
 root, exactly as the README says; a copy so that the developer's own results/ stay untouched.
 """
 
-import contextlib
-import os
-import signal
+import json
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from apipack.cost import llama_shape
 from apipack.files import read_jsonl
+from apipack.preflight import interrupt_after_checkpoint
 from conftest import SNAKEMAKE, SNAKEMAKE_ENV, chat_server, checkout_copy, job_stats, snakemake
 
 PAPER, REHEARSAL = "configs/paper.yaml", "configs/rehearsal.yaml"
@@ -93,37 +94,12 @@ def configs(*extra: Path) -> list[str]:
     return ["--configfile", PAPER, REHEARSAL, *map(str, extra)]
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, grandchildren, ...), read from /proc."""
-    parent = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            parent[int(stat.parent.name)] = int(fields[1])
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        kids = [p for p, pp in parent.items() if pp == current]
-        found += kids
-        todo += kids
-    return found
-
-
 def kill_after_first_checkpoint(root: Path, args: list[str], timeout: float = 600) -> None:
-    """Run the training job and kill -9 the whole workflow once a complete checkpoint exists."""
-    proc = subprocess.Popen([*SNAKEMAKE, FT_SET, "--cores", "2", *args], cwd=root, env=SNAKEMAKE_ENV,
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    folder, start = root / "results/checkpoints/codellama-13b/python-20k", time.time()
-    try:
-        while not list(folder.glob("checkpoint-*/trainer_state.json")):
-            assert proc.poll() is None, "the workflow ended before its first checkpoint"
-            assert time.time() - start < timeout, "no checkpoint in time"
-            time.sleep(0.5)
-    finally:  # every process of the workflow, as a node failure would: torchrun starts its
-        for pid in [proc.pid, *descendants(proc.pid)]:  # workers in sessions of their own
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
+    """Run the training job and kill -9 the whole workflow once a complete checkpoint exists
+    (as the preflight does on a workstation: apipack.preflight)."""
+    cmd = [*SNAKEMAKE, FT_SET, "--cores", "2", *args]
+    interrupt_after_checkpoint(cmd, root, root / "results/checkpoints/codellama-13b/python-20k", SNAKEMAKE_ENV,
+                               timeout=timeout)
     assert not (root / FT_SET).exists()
 
 
@@ -196,3 +172,64 @@ def test_rehearsal_lora_adapter_with_greedy_decoding(rehearsal):
     assert (adapter / "adapter_config.json").is_file() and not (adapter / "model.safetensors").exists()
     rows = read_jsonl(root / cell)
     assert len(rows) == 4 and all("endpoint_match" in r for r in rows)
+
+
+def test_rehearsal_preflight_report_measures_and_projects(rehearsal):
+    """The preflight report of the rehearsal run (2 processes, resumed after kill -9): each measured
+    figure from its sources, and the projection of configs/paper.yaml's 15 training jobs."""
+    root = rehearsal[0]
+    with chat_server(lambda body: API_REPLY) as (url, _):
+        api = root / "api_server_preflight.yaml"
+        api.write_text(f"models: {{gpt-4-1106: {{base_url: '{url}'}}}}\n")
+        run_in(root, "results/preflight/report.md", "--cores", "2", *configs(api))
+    rep = json.loads((root / "results/preflight/report.json").read_text())
+    measured, projected = rep["measured"], rep["projected"]
+    train = measured["training"]
+    curve = pd.read_csv(root / "results/train_logs/codellama-13b/python-20k.csv")
+    assert train["processes"] == 2 and train["tokens_per_s"] == pytest.approx(curve["tokens_per_second"].iloc[-1])
+    assert train["tokens_per_s_per_gpu"] == pytest.approx(train["tokens_per_s"] / 2)
+    shape = llama_shape(json.loads((root / "results/models/base/codellama-13b/config.json").read_text()))
+    tokenized = measured["tokenized_set"]
+    assert tokenized["sequences"] == 32  # the training set of test_rehearsal_trains_...
+    flops = shape.flops_per_token(tokenized["tokens"] / 32)
+    assert train["mfu"] == pytest.approx(train["tokens_per_s_per_gpu"] * flops / measured["device"]["peak_flops"])
+    assert 0 < train["mfu"] < 1 and measured["device"]["dtype"] == "bfloat16"  # the paper's precision
+    assert train["load_seconds"] > 0 and train["save_seconds"] > 0 and train["peak_memory_bytes"] > 10**7
+    assert train["peak_memory_kind"] == "CPU, peak RSS of rank 0"
+    gen = measured["generation"]  # 7 cells of the preflight model (6 + rerank), 2 items each
+    assert gen["hf"]["items"] == 14 and gen["hf"]["items_per_s"] > 0 and gen["hf"]["load_seconds"] > 0
+    assert gen["gpt-4-1106"]["items"] == 14 and gen["gpt-4-1106"]["api"]  # the local API server
+    jobs = {(j["model"], j["train_set"]): j for j in projected["train_jobs"]}
+    assert len(jobs) == 15 and projected["grid"] == "configs/paper.yaml"
+    here = jobs["codellama-13b", "python-20k"]  # tokenized by the rehearsal: its own count
+    assert here["source"] == "tokenized set (measured)" and here["sequences"] == 32
+    assert jobs["codellama-13b", "all-1M"]["sequences"] == 2 * 994_705  # published, both formats
+    assert jobs["codellama-7b", "python-20k"]["sequences"] == 40_000
+    assert jobs["codellama-7b", "python-20k"]["source"] == "published statistics (projected)"
+    assert projected["totals"]["gpu_hours"] == pytest.approx(
+        sum(j["gpu_hours"] for j in jobs.values()) + sum(g["gpu_hours"] for g in projected["generation"]))
+    text = (root / "results/preflight/report.md").read_text()
+    for part in ("## Measured: training", "## Projected: the grid of configs/paper.yaml", "## Formulas",
+                 "GPU-hours = training tokens x F(model)", "| gpt-4-1106 | 14 |"):
+        assert part in text, part
+
+
+def test_preflight_command_plans_with_both_profiles(checkout):
+    """The README's one command, dry-run: its steps, then the preflight's jobs as each profile submits them."""
+    for profile in ("profiles/workstation", "profiles/slurm"):
+        res = subprocess.run([sys.executable, "-m", "apipack.preflight", "--dry-run", "--workflow-profile", profile],
+                             cwd=checkout, env=SNAKEMAKE_ENV, capture_output=True, text=True, timeout=300)
+        out = res.stdout + res.stderr
+        assert res.returncode == 0, out[-3000:]
+        steps = [line for line in out.splitlines() if line.startswith("$ ")]
+        assert len(steps) == 4 and " download " in steps[0] and " --unlock " in steps[2]
+        assert "results/models/ft/preflight-llama/preflight-python" in steps[1] and profile in steps[1]
+        stats = job_stats(out)
+        assert (stats["finetune"], stats["peak_flops"], stats["preflight_report"]) == (1, 1, 1)
+        assert (stats["preflight_engine"], stats["preflight_vllm"]) == (2, 1)  # hf and the GPT-4 cell; vLLM
+        assert stats["generate"] == 6  # 3 levels x (0-shot, retrieval 3-shot), with the paper's engine
+        assert "accelerate launch --config_file" in out and "--num_processes 8" in out
+        if profile.endswith("slurm"):
+            for rule in ("peak_flops", "preflight_vllm", "finetune"):
+                assert "slurm_partition=gpu" in out.split(f"rule {rule}:")[1].split("rule ")[0], rule
+

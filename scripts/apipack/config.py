@@ -60,6 +60,9 @@ def check_references(config: dict) -> None:
                 f"experiments[{i}].train_set: {exp['model']!r} is an API model (source openai); "
                 "only train_set base"
             )
+    for name in config.get("preflight", {}).get("api_models", []):
+        if models.get(name, {}).get("source") != "openai":
+            raise ConfigError(f"preflight.api_models: {name!r} is not a models entry with source openai")
     for name, model in models.items():
         if "adapter" in model and model["source"] == "openai":
             raise ConfigError(f"models.{name}.adapter: an API model (source openai) takes no adapter")

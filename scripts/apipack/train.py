@@ -24,6 +24,7 @@ import pandas as pd
 
 from . import tokenized
 from .files import atomic_open, fingerprint, reset_unless_stamped
+from .measure import write_timing
 from .models import load_causal_lm, load_tokenizer
 from .settings import RunSettings, TrainSettings
 from .tokenized import IGNORE
@@ -218,7 +219,9 @@ def run(data_dir: str, base: str, out: str, ft: TrainSettings, job: RunSettings,
             claim_checkpoints(ckpt_dir, checkpoint_key(ft, data_dir, base))
     last = latest_checkpoint(ckpt_dir)
     tokens_before = _tokens_seen(last)  # read now: checkpoint rotation may delete it
+    load = time.time()
     model = build_model(base, ft, job.gradient_checkpointing)
+    load = time.time() - load
     args = training_args(ft, job, ckpt_dir, world_size)
     args.warmup_steps = _warmup_steps(ft, len(data), args, world_size)
     args.ddp_timeout = round(job.process_group_timeout * 60)  # as the process group's (process_state)
@@ -242,9 +245,12 @@ def run(data_dir: str, base: str, out: str, ft: TrainSettings, job: RunSettings,
               f"checkpoint saved in {ckpt_dir}; the next run resumes from it", flush=True)
         raise SystemExit(STOPPED)
     print(f"trained on {world_size} process(es); saving to {out}", flush=True)
+    save = time.time()
     save_final(trainer, tok, Path(out), ft, job.keep_checkpoints)
+    save = time.time() - save
     if trainer.is_world_process_zero():
         write_log(trainer.state.log_history, log_csv, time.time() - start, tokens_before)
+        write_timing(Path(log_csv).with_suffix(".timing.json"), world_size, load, save)
 
 
 def checkpoint_key(ft: TrainSettings, data_dir: str | Path, base: str) -> str:
