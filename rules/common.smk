@@ -11,6 +11,7 @@ from apipack.config import check_references, experiment_cells, figure_families  
 from apipack.languages import LANGUAGES  # noqa: E402
 from apipack.launch import finetune_command, train_resources  # noqa: E402
 from apipack.projection import preflight_job  # noqa: E402
+from apipack.tokenized import folder as tokenized_folder  # noqa: E402
 from apipack.code_version import code_version as hash_code  # noqa: E402
 from apipack.settings import (  # noqa: E402
     ApiRequest,
@@ -194,8 +195,7 @@ def base_model_dir(wildcards):
 def tokenized_dir(wildcards):
     """The tokenized training set of a finetune job: made with its model's tokenizer, or with the
     tokenizer of the model that its entry's tokenizer_of names (one set for both)."""
-    tokenizer = config["models"][wildcards.model].get("tokenizer_of", wildcards.model)
-    return f"results/tokenized/{tokenizer}/{wildcards.trainset}"
+    return tokenized_folder(config["models"], wildcards.model, wildcards.trainset)
 
 
 def api_models():

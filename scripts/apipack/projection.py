@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from . import tokenized
 from .config import experiment_cells
 from .cost import FORMULAS, Hardware, TrainJob, generation_cost, llama_shape, mfu, totals, train_cost
 from .measure import dir_bytes, newest_checkpoint_bytes, tokenized_set
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-KEPT_CHECKPOINTS = 2  # apipack.train: save_total_limit
+KEPT_CHECKPOINTS = 2  # apipack.train: save_total_limit; removed after success unless finetune.keep_checkpoints
 BASE_BYTES_PER_PARAM = 2  # the hub's bf16/fp16 safetensors of the paper's base models
 GB = 1e9
 
@@ -74,7 +75,7 @@ def model_config(name: str, grid: dict, results: Path) -> dict:
 
 def grid_job(model: str, train_set: str, grid: dict, results: Path, seq_tokens: float) -> TrainJob:
     """A training job of the grid: its tokenized set if it exists, else the published statistics."""
-    found = tokenized_set(results / "checkpoints" / model / train_set / "dataset")
+    found = tokenized_set(results.parent / tokenized.folder(grid["models"], model, train_set))
     if found:
         return TrainJob(model, train_set, found["sequences"], found["tokens"], "tokenized set (measured)")
     spec, counts = grid["train_sets"][train_set], published()["train_instances"]
@@ -129,16 +130,17 @@ def report(config: dict, grid: dict, grid_path: str, results: Path, peak: dict, 
     model, train_set = preflight_job(config)
     shape = llama_shape(json.loads((results / "models/base" / model / "config.json").read_text()))
     run_dir = results / "checkpoints" / model / train_set
-    tokenized = tokenized_set(run_dir / "dataset")
-    if tokenized is None:
-        raise FileNotFoundError(f"{run_dir / 'dataset'}: no tokenized training set (Arrow files) of the preflight")
-    seq_tokens = tokenized["tokens"] / tokenized["sequences"]
+    data_dir = results.parent / tokenized.folder(config["models"], model, train_set)
+    data = tokenized_set(data_dir)
+    if data is None:
+        raise FileNotFoundError(f"{data_dir}: no tokenized training set (Arrow files) of the preflight")
+    seq_tokens = data["tokens"] / data["sequences"]
     train = training(curve_csv, benchmark_tsv, shape, seq_tokens, peak["peak_flops"])
     checkpoint = newest_checkpoint_bytes(run_dir)
     disk = {
         "model_bytes_per_param": dir_bytes(results / "models/ft" / model / train_set) / shape.params,
         "checkpoint_bytes_per_param": (checkpoint or 0) / shape.params,
-        "bytes_per_token": tokenized["bytes"] / tokenized["tokens"],
+        "bytes_per_token": data["bytes"] / data["tokens"],
     }
     local = {k: v for k, v in engines.items() if not v.get("skipped") and not v.get("api")}
     rate_engine = grid["generation"]["engine"] if grid["generation"]["engine"] in local else next(iter(local), None)
@@ -151,7 +153,7 @@ def report(config: dict, grid: dict, grid_path: str, results: Path, peak: dict, 
             "device": peak,
             "model": {"name": model, "train_set": train_set, **asdict(shape)},
             "training": train,
-            "tokenized_set": tokenized,
+            "tokenized_set": data,
             "disk": {**disk, "checkpoint_bytes": checkpoint},
             "generation": engines,
         },
@@ -238,7 +240,7 @@ def markdown(rep: dict) -> str:
         f"| GPU-hours in all | {_num(t['gpu_hours'])} |",
         f"| node-hours in all | {_num(t['node_hours'])} |",
         f"| training wall hours (jobs one after another) | {_num(t['train_wall_hours'])} |",
-        f"| disk: training jobs (models, {KEPT_CHECKPOINTS} checkpoints each, tokenized sets) "
+        f"| disk: training jobs at their peak (models, {KEPT_CHECKPOINTS} checkpoints each, tokenized sets) "
         f"| {_num(t['train_disk_bytes'] / GB)} GB |",
         f"| disk: base models ({BASE_BYTES_PER_PARAM} bytes/parameter) + dataset | "
         f"{_num((t['base_model_bytes'] + t['dataset_bytes']) / GB)} GB |",

@@ -129,6 +129,12 @@ def line_shards(path: str, n: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, [*cuts[1:], size]) if b > a]
 
 
+def folder(models: dict, model: str, train_set: str) -> str:
+    """Where rule tokenize writes the training set of ``model`` (relative to the workflow): under
+    the model's own name, or under the one its entry's ``tokenizer_of`` names (one set for both)."""
+    return f"results/tokenized/{models[model].get('tokenizer_of', model)}/{train_set}"
+
+
 def tokenizer_key(tok) -> str:
     """sha256 of what the token ids depend on: the tokenizer's full definition (vocabulary,
     merges, normalizer, added tokens; the vocabulary of a slow tokenizer), BOS and EOS; not its
