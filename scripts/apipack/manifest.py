@@ -37,11 +37,17 @@ def tree_hash(hashes: dict[str, str]) -> str:
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p != folder / HASHES)
+    """A model folder's files, without its ``HASHES`` and hidden files (Snakemake stamps each
+    directory output with ``.snakemake_timestamp`` after its job)."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p != folder / HASHES and not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    )
 
 
 def sha256_tree(path: str | Path) -> str:
-    """Hash of a file, or of a folder's files (relative names and contents; not its ``HASHES``)."""
+    """Hash of a file, or of a folder's files (relative names and contents; not its ``HASHES``
+    nor hidden files)."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
