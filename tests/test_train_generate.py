@@ -235,6 +235,29 @@ def test_sigterm_saves_a_checkpoint_exits_and_the_rerun_resumes(tmp_path, tiny):
     assert pd.read_csv(tmp_path / "run/log.csv")["step"].tolist() == [1, 2, 3, 4, 5, 6]  # step 1 from the checkpoint
 
 
+def test_sigterm_to_one_rank_stops_both_at_the_same_checkpoint(tmp_path, tiny):
+    """2 gloo processes; only rank 1 gets SIGTERM: the ranks agree (all-reduce) and both stop after
+    saving the same step's checkpoint, so none waits alone in a collective."""
+    cmd = train_command(tmp_path, tiny, replace(FT, max_steps=200, global_batch=8), JOB, "run")
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+              *cmd[2:]]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "scripts"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(launch, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    head: list[str] = []
+    while not head or "sequences, 2 process(es)" not in head[-1]:  # rank 0, just before training starts
+        head.append(proc.stdout.readline())
+        assert head[-1], "".join(head)
+    rank1 = next(pid for pid in map(int, Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split())
+                 if b"\0RANK=1\0" in b"\0" + Path(f"/proc/{pid}/environ").read_bytes())
+    os.kill(rank1, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and "received SIGTERM" in out, out[-3000:]
+    steps = re.findall(r"stopped by SIGTERM at step (\d+)", out)
+    assert len(steps) == 2 and steps[0] == steps[1], out[-3000:]  # rank 0 stops too, at the same step
+    assert [p.name for p in (tmp_path / "run/ckpt").glob("checkpoint-*")] == [f"checkpoint-{steps[0]}"]
+    assert int(steps[0]) < 200
+
+
 def test_changed_settings_do_not_resume_stale_checkpoints(tmp_path, tiny):
     first, job = replace(FT, max_steps=6), replace(JOB, save_steps=2, keep_checkpoints=True)
     train(tmp_path, tiny, first, "run", job)
