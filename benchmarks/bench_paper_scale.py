@@ -87,6 +87,7 @@ class TreeSampler(threading.Thread):
         self.root, self.bench_dir, self.include_root, self.interval = root, bench_dir, include_root, interval
         self.seen = set(bench_dir.rglob("*.tsv")) if bench_dir.is_dir() else set()
         self.peaks: dict[Path, float] = {}
+        self.loads: dict[Path, float] = {}  # the machine's 1-minute load average as each job ended
         self.peak, self.done = 0.0, threading.Event()
 
     def rss(self) -> float:
@@ -108,7 +109,7 @@ class TreeSampler(threading.Thread):
             self.peak = max(self.peak, self.rss())
             new = set(self.bench_dir.rglob("*.tsv")) - self.seen if self.bench_dir.is_dir() else set()
             for f in sorted(new):
-                self.peaks[f] = self.peak
+                self.peaks[f], self.loads[f] = self.peak, os.getloadavg()[0]
                 print(f"{time.strftime('%H:%M:%S')} {f.relative_to(self.bench_dir)}: peak {self.peak:,.0f} MB, "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
                 self.peak = 0.0
@@ -166,8 +167,9 @@ def stand_in_embeddings(work: Path) -> None:
         np.savez(out, **arrays)
 
 
-def run_jobs(work: Path, targets: list[str], log: Path) -> dict[Path, float]:
-    """Run ``targets`` one job at a time; the peak memory of each job, by its benchmark file."""
+def run_jobs(work: Path, targets: list[str], log: Path) -> dict[Path, tuple[float, float]]:
+    """Run ``targets`` one job at a time; the peak memory of each job and the load average as
+    it ended, by its benchmark file."""
     with open(log, "a") as fh:
         proc = subprocess.Popen(snakemake_cmd(work, "--cores", "1", *targets), stdout=fh, stderr=fh)
         sampler = TreeSampler(proc.pid, work / "logs" / "benchmarks")
@@ -178,7 +180,7 @@ def run_jobs(work: Path, targets: list[str], log: Path) -> dict[Path, float]:
         sampler.join()
     if rc:
         raise SystemExit(f"snakemake failed ({rc}); see {log}")
-    return sampler.peaks
+    return {f: (peak, sampler.loads[f]) for f, peak in sampler.peaks.items()}
 
 
 def measured_manifest(work: Path) -> dict:
@@ -204,14 +206,13 @@ def measured_manifest(work: Path) -> dict:
             "peak_mb": sampler.peak, "wall_s": time.perf_counter() - start, "load1": os.getloadavg()[0]}
 
 
-def job_rows(peaks: dict[Path, float], bench_dir: Path) -> list[dict]:
+def job_rows(peaks: dict[Path, tuple[float, float]], bench_dir: Path) -> list[dict]:
     rows = []
-    for tsv, peak in peaks.items():
+    for tsv, (peak, load) in peaks.items():
         rec = pd.read_csv(tsv, sep="\t").iloc[0]
         rel = tsv.relative_to(bench_dir).with_suffix("").as_posix()
         rows.append({"rule": rule_of(rel), "wildcards": rel, "peak_mb": peak, "wall_s": rec["s"],
-                     "snakemake_max_rss_mb": rec["max_rss"], "cpu_s": rec["cpu_time"],
-                     "load1": rec.get("mean_load", float("nan"))})
+                     "snakemake_max_rss_mb": rec["max_rss"], "load1": load})
     return rows
 
 

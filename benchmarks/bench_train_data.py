@@ -57,8 +57,9 @@ def training_file(path: Path, per_language: int, seed: int) -> int:
                                     Truncator(), prompts["description_tokens"], prompts["fewshot_tokens"],
                                     prompts["k"], seed)
             count = 0
-            for count, rec in enumerate(recs, 1):
+            for rec in recs:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                count += 1
             n += count
             print(f"{lang}: {count:,} records", flush=True)
     return n
