@@ -56,10 +56,12 @@ def training_file(path: Path, per_language: int, seed: int) -> int:
             recs = training_records(train, group_by(train, "api_description"), ["simple", "fewshot"],
                                     Truncator(), prompts["description_tokens"], prompts["fewshot_tokens"],
                                     prompts["k"], seed)
+            count = 0
             for rec in recs:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            n += len(recs)
-            print(f"{lang}: {len(recs):,} records", flush=True)
+                count += 1
+            n += count
+            print(f"{lang}: {count:,} records", flush=True)
     return n
 
 

@@ -2,7 +2,7 @@
 
 import re
 
-from apipack.files import atomic_open, read_json, read_jsonl
+from apipack.files import atomic_open, iter_jsonl, read_json
 from apipack.leakage import leakage_table
 from apipack.prompts import sample_items
 from apipack.rulelog import logged
@@ -13,7 +13,7 @@ with logged(snakemake):
     for path in snakemake.input.levels:
         lang, level = re.search(r"splits/([^/]+)/level(\d)\.json$", path).groups()
         tests[(lang, int(level))] = sample_items(read_json(path), p.max_items, p.seed, lang, level)
-    trains = {re.search(r"([^/]+)\.jsonl$", t).group(1): read_jsonl(t) for t in snakemake.input.train}
+    trains = {re.search(r"([^/]+)\.jsonl$", t).group(1): iter_jsonl(t) for t in snakemake.input.train}  # read in turn
     table = leakage_table(tests, trains)
     with atomic_open(snakemake.output[0]) as fh:
         table.to_csv(fh, index=False, float_format="%.4f")

@@ -15,5 +15,5 @@ with logged(snakemake):
         PromptSettings.of(snakemake.params.prompts),
         snakemake.input.tokenizer,
     )
-    write_jsonl(snakemake.output[0], records)
-    print(f"{len(records)} training records")
+    n = write_jsonl(snakemake.output[0], records)  # written as they are made
+    print(f"{n} training records")

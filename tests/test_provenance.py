@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from apipack import manifest as manifest_module
-from apipack.leakage import leakage_row, leakage_table
+from apipack.leakage import Searcher, TrainingIndex, leakage_row, leakage_table, searched_strings
 from apipack.manifest import HASHES, git_state, manifest, model_hash, record_hashes, sha256_tree
 from conftest import ROOT
 
@@ -31,11 +31,44 @@ def test_leakage_counts_items_calls_and_instructions_seen_in_training():
         {"unique_id": "t4", "instruction_test": "Other", "output": output(CALL)},
     ]
     items = [{**it, "api_call_data": {"lang": "Python"}} for it in items]
-    row = leakage_row(items, train)
+    row = leakage_row(items, index(items, train))
     assert row == {"n": 4, "item_in_train": 0.25, "call_in_train": 0.5, "instruction_in_train": 0.25}
     table = leakage_table({("python", 1): items, ("python", 3): items[2:]}, {"py": train})
     rows = table[["train_set", "lang", "level", "n"]].values.tolist()
     assert rows == [["py", "python", 1, 4], ["py", "python", 3, 2]]
+
+
+def index(items: list[dict], train: list[dict], batch: int = 10_000) -> TrainingIndex:
+    return TrainingIndex.build(train, Searcher(s for it in items for s in searched_strings(it)), batch)
+
+
+def test_training_sets_are_read_once_in_batches_and_match_the_joined_text():
+    """A string counts as in training exactly when it occurs in the text of all records joined
+    (the former definition), whatever the batch size; each training set is read once."""
+    recs = [{"unique_id": f"t{i}", "lang": "Python", "prompt": f"p{i} {'ab' * i}", "completion": f" c{i}"}
+            for i in range(7)]
+    joined = "\n\0\n".join(r["prompt"] + r["completion"] for r in recs)
+    probes = ["p3 ababab c3", "ab c", "c6", "c9", "b c2", "", "p2 abab c2\n\0\np3"]
+    for batch in (1, 3, 100):
+        idx = TrainingIndex.build(recs, Searcher(probes), batch)
+        assert [idx.holds(p) for p in probes[:6]] == [p in joined for p in probes[:6]] == [1, 1, 1, 0, 1, 1]
+        assert idx.ids == {("Python", f"t{i}") for i in range(7)}
+    # a string across records is found only within a batch (tested strings hold no NUL)
+    assert TrainingIndex.build(recs, Searcher(probes), 3).holds(probes[6]) is False
+    assert TrainingIndex.build(recs, Searcher(probes), 100).holds(probes[6]) is True
+    reads, active = [], []
+
+    def reader(name):
+        assert not active, "two training sets read at once"
+        active.append(name)
+        reads.append(name)
+        yield from recs
+        active.remove(name)
+
+    items = [{"unique_id": "t1", "instruction_test": "p2", "output": output("c9"), "api_call_data": {"lang": "Python"}}]
+    table = leakage_table({("python", 3): items}, {"b": reader("b"), "a": reader("a")})
+    assert reads == ["a", "b"] and table["train_set"].tolist() == ["a", "b"]
+    assert table[["item_in_train", "call_in_train", "instruction_in_train"]].values.tolist() == [[1, 0, 1]] * 2
 
 
 def test_tree_hash_covers_names_and_contents(tmp_path):
@@ -99,4 +132,4 @@ def test_manifest_names_commit_config_models_files_and_packages(tmp_path):
 )
 def test_an_item_without_a_call_never_counts_as_leaked(bad):
     train = [{"unique_id": "y", "lang": "Python", "prompt": "", "completion": ""}]
-    assert leakage_row([bad], train)["call_in_train"] == 0
+    assert leakage_row([bad], index([bad], train))["call_in_train"] == 0

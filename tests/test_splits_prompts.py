@@ -122,7 +122,7 @@ def test_random_examples_exclude_item_and_respect_filter():
 
 def test_training_set_has_each_instance_in_both_formats():
     train = [make_instance("Pets", i) for i in range(4)]
-    recs = training_records(train, {"The Pets API.": train}, ["simple", "fewshot"], Truncator(), 512, 3072, 3, 0)
+    recs = list(training_records(train, {"The Pets API.": train}, ["simple", "fewshot"], Truncator(), 512, 3072, 3, 0))
     assert [r["format"] for r in recs] == ["simple"] * 4 + ["fewshot"] * 4
     assert [r["unique_id"] for r in recs[:4]] == [r["unique_id"] for r in recs[4:]]
     assert all(r["completion"] == t["output"] for r, t in zip(recs, train + train))

@@ -57,18 +57,21 @@ def read_json(path: str | Path) -> Any:
         return json.load(fh)
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file; a bad line raises an error naming the file and line number."""
-    rows = []
+def iter_jsonl(path: str | Path) -> Iterator[dict]:
+    """The records of a JSONL file, one line at a time; a bad line raises an error naming the
+    file and line number."""
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                yield json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}: line {i}: invalid JSON ({err.msg})") from err
-    return rows
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return list(iter_jsonl(path))
 
 
 HASH_LIMIT = 256 << 20  # larger files (model weights) count by size and mtime, not content

@@ -12,7 +12,7 @@ docs/deviations.md.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -159,10 +159,10 @@ def training_records(
     k: int,
     seed: int,
     batch: int = 10_000,
-) -> list[dict]:
-    """Prompt/completion records: every instance once per format, simple forms first.
-    Few-shot blocks are cut ``batch`` instances at a time (one tokenizer call each)."""
-    out = []
+) -> Iterator[dict]:
+    """Prompt/completion records, yielded ``batch`` at a time: every instance once per format,
+    simple forms first. Few-shot blocks are cut ``batch`` instances at a time (one tokenizer
+    call each)."""
     for fmt in formats:
         for start in range(0, len(instances), batch):
             chunk = instances[start : start + batch]
@@ -170,17 +170,14 @@ def training_records(
                 prompts = [zero_shot(i, i["instruction"], trunc, desc_tokens) for i in chunk]
             else:
                 prompts = _few_shot_prompts(chunk, by_description, trunc, desc_tokens, fewshot_tokens, k, seed)
-            out += [
-                {
+            for inst, prompt in zip(chunk, prompts):
+                yield {
                     "unique_id": inst["unique_id"],
                     "lang": lang_label(inst),
                     "format": fmt,
                     "prompt": prompt,
                     "completion": inst["output"],
                 }
-                for inst, prompt in zip(chunk, prompts)
-            ]
-    return out
 
 
 def _few_shot_prompts(chunk, by_description, trunc, desc_tokens, fewshot_tokens, k, seed):
@@ -265,17 +262,17 @@ def train_set_records(
     train_files: Sequence[str],
     settings: PromptSettings,
     tokenizer_dirs: Sequence[str],
-) -> list[dict]:
+) -> Iterator[dict]:
     """Prompt/completion records of a training set: ``mixture[lang]`` instances (``selection``)
-    of each language's training split, in each of ``formats``."""
+    of each language's training split, in each of ``formats``; yielded as they are made, so that
+    only one language's split is in memory (the caller writes them as they come)."""
     from .files import read_json
 
     trunc = make_truncator(tokenizer_dirs)
-    records = []
     for lang, path in zip(mixture, train_files):
         train = read_json(path)
         subset = select_subset(train, mixture[lang], selection, settings.seed)
-        records += training_records(
+        yield from training_records(
             subset,
             group_by(train, "api_description"),
             formats,
@@ -286,4 +283,3 @@ def train_set_records(
             settings.seed,
         )
         print(f"{lang}: {len(subset)} instances of {len(train)}")
-    return records
