@@ -28,21 +28,22 @@ def time_engine(config: dict, name: str, prompt_files: list[str], base: str | No
     model (``name`` a models entry with source openai) on the same prompts; an API model whose
     key is not in the environment is skipped, and the report says so."""
     from dataclasses import replace
+    from functools import partial
 
-    from .generate import make_engine
-    from .settings import GenerationSettings, ModelSource, connection
+    from .generate import OpenAIEngine, make_engine
+    from .settings import ApiRequest, GenerationSettings, ModelSource, connection
 
     gen = GenerationSettings.from_config(config)
     pf = config["preflight"]
     if name in ("hf", "vllm"):
-        spec, gen = {"source": "local"}, replace(gen, engine=name)
+        factory = partial(make_engine, base, finetuned, replace(gen, engine=name), gpus)
     else:
         entry = config["models"][name]
-        spec = {**ModelSource.from_config(config, name).param(), **connection(entry)}
-        base = finetuned = None
         key = entry.get("api_key_env", "OPENAI_API_KEY")
         if entry.get("require_key", True) and not os.environ.get(key):
             return {"engine": name, "api": True, "skipped": f"{key} is not set"}
-    measured = measure_engine(lambda: make_engine(spec, base, finetuned, gen, gpus), prompt_files, pf["items"],
-                              gen.batch_size, config["generation"]["seeds"][0])
+        spec = {**ModelSource.from_config(config, name).param(), **connection(entry), "name": name}
+        request = ApiRequest.from_config(config)
+        factory = partial(OpenAIEngine, spec, request.max_tokens, request.temperature)
+    measured = measure_engine(factory, prompt_files, pf["items"], gen.batch_size, config["generation"]["seeds"][0])
     return {"engine": name, "api": name not in ("hf", "vllm"), **measured}
