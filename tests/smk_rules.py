@@ -26,7 +26,7 @@ NOT_INSTALLED_HERE = {"vllm": "vllm", "bitsandbytes": "bitsandbytes", "deepspeed
 # GGUF files with `gguf` and 4-bit QLoRA models with `bitsandbytes`.
 INDIRECT = {"gguf_file": "gguf", "BitsAndBytesConfig": "bitsandbytes"}
 # Commands of shell rules that need no Python or Node package (coreutils, bash, SLURM).
-SYSTEM_COMMANDS = {"cp", "mkdir", "bash", "srun", "scontrol", "head"}
+SYSTEM_COMMANDS = {"cp", "mkdir", "bash", "exec", "srun", "scontrol", "head"}
 
 
 # Ways a training job runs, for commands built by a package function (apipack.launch).
