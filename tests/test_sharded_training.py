@@ -20,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from apipack import tokenized
 from apipack.files import write_jsonl
 from apipack.manifest import HASHES, model_hash, sha256_tree
 from apipack.models import build_tiny, load_causal_lm
@@ -53,12 +54,14 @@ def test_trainer_steps_saves_sharded_and_gathers_the_full_model(tmp_path, config
     build_tiny(base, ["conn.request('GET', '/v1/items')"] * 50, seed=0)
     write_jsonl(data, [{"prompt": f"List items of page {i}:", "completion": f"GET /v1/items?page={i}"}
                        for i in range(8)])
+    tokens = tmp_path / "tokenized"  # what rule tokenize writes before the job starts
+    tokenized.build(str(data), str(base), ft.cutoff_len, False, tokens, workers=1)
     settings.write_text(json.dumps(ft.param()))
     job = RunSettings(per_device_batch=1, gradient_checkpointing=True, logging_steps=1, save_steps=2,
                       keep_checkpoints=True)
     out, ckpt = tmp_path / "model", tmp_path / "ckpt"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config), "--num_processes", "2",
-           "--main_process_port", "0", str(ROOT / "tests/fsdp_cpu.py"), "--train", str(data), "--base", str(base),
+           "--main_process_port", "0", str(ROOT / "tests/fsdp_cpu.py"), "--data", str(tokens), "--base", str(base),
            "--out", str(out), "--settings", str(settings), "--checkpoints", str(ckpt), "--log-csv",
            str(tmp_path / "log.csv"), *job.arguments().split()]
     env = {**SNAKEMAKE_ENV, "PYTHONPATH": f"{ROOT / 'scripts'}:{ROOT / 'tests'}"}
