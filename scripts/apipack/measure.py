@@ -62,5 +62,8 @@ def tokenized_set(folder: Path) -> dict | None:
 
 
 def newest_checkpoint_bytes(folder: Path) -> int | None:
-    done = [p for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-    return dir_bytes(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
+    """Bytes of the checkpoint a resumed run would start from (``train.latest_checkpoint``)."""
+    from .train import latest_checkpoint  # train imports this module
+
+    last = latest_checkpoint(folder)
+    return dir_bytes(Path(last)) if last else None
